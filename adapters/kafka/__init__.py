@@ -1,0 +1,1 @@
+"""Kafka adapters: reading verification requests from the topic and committing progress."""

@@ -1,0 +1,1 @@
+"""Twilio Messaging API adapters: the WhatsApp sender and the callback signature check."""

@@ -1,0 +1,1 @@
+"""Use cases of the verification service and the ports they depend on."""

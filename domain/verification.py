@@ -1,0 +1,117 @@
+"""The verification aggregate: one code sent to one phone, and what became of the message."""
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from domain.delivery import DeliveryStatus, advances
+from domain.errors import InvalidVerificationId
+from domain.phone import PhoneNumber
+
+MAX_VERIFICATION_ID_LENGTH = 128
+
+# Ids end up in Redis keys, URL paths and log lines. Braces are excluded because
+# Redis Cluster reads `{...}` in a key as a hash tag.
+_VERIFICATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@~+-]*")
+
+
+def check_verification_id(verification_id: str) -> str:
+    """Return `verification_id` unchanged, or raise `InvalidVerificationId`."""
+    if not verification_id or len(verification_id) > MAX_VERIFICATION_ID_LENGTH:
+        raise InvalidVerificationId(
+            f"invalid verification id {verification_id[:40]!r}: "
+            f"use 1 to {MAX_VERIFICATION_ID_LENGTH} characters"
+        )
+    if not _VERIFICATION_ID.fullmatch(verification_id):
+        raise InvalidVerificationId(
+            f"invalid verification id {verification_id[:40]!r}: use letters, digits and "
+            "._:@~+- only, starting with a letter or digit"
+        )
+    return verification_id
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One delivery status as it was applied, with the time it was recorded."""
+
+    status: DeliveryStatus
+    recorded_at: datetime
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A code sent to a phone, stored as a digest until it expires."""
+
+    id: str
+    phone: PhoneNumber
+    code_digest: str
+    created_at: datetime
+    expires_at: datetime
+    locale: str | None = None
+    message_sid: str | None = None
+    delivery_status: DeliveryStatus | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    history: tuple[StatusChange, ...] = ()
+
+    @classmethod
+    def start(
+        cls,
+        verification_id: str,
+        phone: PhoneNumber,
+        code_digest: str,
+        now: datetime,
+        time_to_live: timedelta,
+        locale: str | None = None,
+    ) -> "Verification":
+        """Create a verification whose code has not been handed to the provider yet."""
+        return cls(
+            id=check_verification_id(verification_id),
+            phone=phone,
+            code_digest=code_digest,
+            created_at=now,
+            expires_at=now + time_to_live,
+            locale=locale,
+        )
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+    def seconds_to_live(self, now: datetime) -> int:
+        """Return whole seconds until expiry, at least 1 so a store TTL is never zero."""
+        return max(int((self.expires_at - now).total_seconds()), 1)
+
+    def accept_message(
+        self, message_sid: str, status: DeliveryStatus, now: datetime
+    ) -> "Verification":
+        """Return the verification with the provider's message attached.
+
+        A status report may have arrived before the send call returned, so the status
+        the provider gave on acceptance applies only if it is further along.
+        """
+        attached = replace(self, message_sid=message_sid)
+        return attached.record_delivery(status, now) or attached
+
+    def record_delivery(
+        self,
+        status: DeliveryStatus,
+        now: datetime,
+        message_sid: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> "Verification | None":
+        """Return the verification with `status` applied, or None when it changes nothing.
+
+        Duplicate and out-of-order reports change nothing (see `delivery.advances`).
+        """
+        if not advances(self.delivery_status, status):
+            return None
+        return replace(
+            self,
+            message_sid=self.message_sid or message_sid,
+            delivery_status=status,
+            error_code=error_code if status.is_failure else self.error_code,
+            error_message=error_message if status.is_failure else self.error_message,
+            history=(*self.history, StatusChange(status, now, error_code)),
+        )

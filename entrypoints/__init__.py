@@ -1,0 +1,1 @@
+"""Process entry points: the Kafka worker, the webhook app and their shared wiring."""

@@ -1,0 +1,154 @@
+"""The dependency-injector container: the one place that names concrete adapters."""
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer
+from dependency_injector import containers, providers
+from redis.asyncio import Redis
+
+from adapters.kafka.consumer import KafkaRequestConsumer
+from adapters.kafka.request_handler import RequestMessageHandler, RetryPolicy
+from adapters.notification.log import LogNotifier
+from adapters.notification.websocket import WebSocketNotifier
+from adapters.phone import PhonenumbersParser
+from adapters.redis.connection import create_redis_client
+from adapters.redis.store import RedisVerificationStore
+from adapters.system import SecretsCodeGenerator, SystemClock
+from adapters.twilio.sender import TwilioMessageSender
+from adapters.twilio.signature import TwilioSignatureValidator
+from application.ports import Notifier
+from application.record_delivery_status import RecordDeliveryStatus
+from application.request_verification import MessageTemplate, RequestVerification
+from domain.code import CodeDigester
+from entrypoints.settings import Settings
+
+
+async def _redis_client(settings: Settings) -> AsyncIterator[Redis]:
+    client = create_redis_client(settings.REDIS_CONNECTION)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _twilio_sender(settings: Settings) -> AsyncIterator[TwilioMessageSender]:
+    sender = TwilioMessageSender(
+        account_sid=settings.TWILIO_ACCOUNT_SID,
+        auth_token=settings.TWILIO_AUTH_TOKEN.get_secret_value(),
+        sender_number=settings.TWILIO_PHONE_NUMBER,
+        status_callback_base_url=str(settings.WEBHOOK_PUBLIC_URL),
+        api_base_url=str(settings.TWILIO_API_BASE_URL),
+        timeout_seconds=settings.TWILIO_TIMEOUT_SECONDS,
+    )
+    try:
+        yield sender
+    finally:
+        await sender.close()
+
+
+async def _notifier(settings: Settings) -> AsyncIterator[Notifier]:
+    if settings.MESSAGES_USERS_URL is None:
+        yield LogNotifier()
+        return
+    notifier = WebSocketNotifier(
+        settings.MESSAGES_USERS_URL, buffer_size=settings.NOTIFICATION_BUFFER_SIZE
+    )
+    notifier.start()
+    try:
+        yield notifier
+    finally:
+        await notifier.stop()
+
+
+def _kafka_consumer(settings: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        settings.KAFKA_TOPIC,
+        bootstrap_servers=settings.KAFKA_SERVER,
+        group_id=settings.KAFKA_GROUP_ID,
+        enable_auto_commit=False,
+        auto_offset_reset=settings.KAFKA_AUTO_OFFSET_RESET,
+        session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=max(settings.KAFKA_SESSION_TIMEOUT_MS // 10, 100),
+    )
+
+
+def _code_secret(settings: Settings) -> bytes:
+    return settings.CODE_SECRET.get_secret_value().encode()
+
+
+T = TypeVar("T")
+
+
+async def resolved(provided: T | Awaitable[T]) -> T:
+    """Return a provider's result, awaiting it when an async resource was in its graph.
+
+    dependency-injector returns an awaitable only while some async resource the
+    provider depends on is not started yet, and the object itself otherwise.
+    """
+    if inspect.isawaitable(provided):
+        return await provided
+    return provided  # type: ignore[return-value]
+
+
+class Container(containers.DeclarativeContainer):
+    """Builds the worker's and the webhook's object graphs from one `Settings`.
+
+    Resources are started on first use and closed by `shutdown_resources()`, so each
+    process opens only the connections it needs.
+    """
+
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    codes = providers.Singleton(
+        SecretsCodeGenerator,
+        length=settings.provided.CODE_LENGTH,
+        alphabet=settings.provided.CODE_ALPHABET,
+    )
+    phones = providers.Singleton(PhonenumbersParser, settings.provided.DEFAULT_REGION)
+    digester = providers.Singleton(CodeDigester, providers.Callable(_code_secret, settings))
+    template = providers.Singleton(MessageTemplate, settings.provided.MESSAGE_TEMPLATE)
+
+    redis = providers.Resource(_redis_client, settings)
+    store = providers.Singleton(
+        RedisVerificationStore, redis, key_prefix=settings.provided.REDIS_KEY_PREFIX
+    )
+    sender = providers.Resource(_twilio_sender, settings)
+    notifier = providers.Resource(_notifier, settings)
+    signature_validator = providers.Singleton(
+        TwilioSignatureValidator,
+        auth_token=providers.Callable(
+            lambda settings: settings.TWILIO_AUTH_TOKEN.get_secret_value(), settings
+        ),
+        public_base_url=providers.Callable(str, settings.provided.WEBHOOK_PUBLIC_URL),
+    )
+
+    request_verification = providers.Singleton(
+        RequestVerification,
+        store=store,
+        sender=sender,
+        notifier=notifier,
+        clock=clock,
+        codes=codes,
+        phones=phones,
+        digester=digester,
+        template=template,
+        code_time_to_live=providers.Callable(
+            lambda seconds: timedelta(seconds=seconds), settings.provided.CODE_TTL_SECONDS
+        ),
+    )
+    record_delivery_status = providers.Singleton(
+        RecordDeliveryStatus, store=store, notifier=notifier, clock=clock
+    )
+
+    retry_policy = providers.Singleton(
+        RetryPolicy,
+        max_attempts=settings.provided.SEND_MAX_ATTEMPTS,
+        max_elapsed_seconds=settings.provided.SEND_MAX_ELAPSED_SECONDS,
+    )
+    request_handler = providers.Singleton(RequestMessageHandler, request_verification, retry_policy)
+    kafka_consumer = providers.Factory(_kafka_consumer, settings)
+    request_consumer = providers.Factory(KafkaRequestConsumer, kafka_consumer, request_handler)

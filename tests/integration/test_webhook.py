@@ -1,0 +1,241 @@
+"""The webhook app over real HTTP: signatures, proxies, malformed bodies, callback outcomes."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from dependency_injector import providers
+from twilio.request_validator import RequestValidator
+
+from adapters.memory.clock import FakeClock, FixedCodeGenerator
+from adapters.memory.sender import RecordingMessageSender
+from adapters.memory.store import InMemoryVerificationStore
+from adapters.notification.recording import RecordingNotifier
+from application.request_verification import VerificationRequest
+from devtools.ports import free_port
+from domain.delivery import DeliveryStatus
+from domain.events import DeliveryStatusChanged
+from entrypoints.container import Container
+from entrypoints.webhook import build_server
+from tests.settings import TEST_AUTH_TOKEN, make_settings
+from tests.support.servers import serving
+
+PUBLIC_URL = "https://verify.example.test"
+
+
+@dataclass
+class Webhook:
+    client: httpx.AsyncClient
+    container: Container
+    store: InMemoryVerificationStore
+    notifier: RecordingNotifier
+    message_sid: str
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    port = free_port()
+    settings = make_settings(WEBHOOK_PORT=port, WEBHOOK_PUBLIC_URL=PUBLIC_URL)
+    container = Container(settings=providers.Object(settings))
+    clock = FakeClock()
+    store = InMemoryVerificationStore(clock)
+    notifier = RecordingNotifier()
+    container.clock.override(providers.Object(clock))
+    container.store.override(providers.Object(store))
+    container.notifier.override(providers.Object(notifier))
+    container.sender.override(providers.Object(RecordingMessageSender()))
+    container.codes.override(providers.Object(FixedCodeGenerator("907153")))
+
+    await container.request_verification().execute(VerificationRequest("user-1", "+593991234567"))
+    stored = await store.get("user-1")
+    assert stored is not None and stored.message_sid is not None
+    notifier.clear()
+
+    async with (
+        serving(build_server(settings, container)),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        yield Webhook(client, container, store, notifier, stored.message_sid)
+
+
+def _callback(sid: str, status: str, **extra: str) -> dict[str, str]:
+    fields = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC" + "0123456789abcdef" * 2,
+        "From": "whatsapp:+14155550100",
+        "To": "whatsapp:+593991234567",
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "ApiVersion": "2010-04-01",
+        "ChannelPrefix": "whatsapp",
+    }
+    fields.update(extra)
+    return fields
+
+
+async def _post_signed(
+    webhook: Webhook, fields: dict[str, str], path: str = "/twilio/status", query: str = ""
+) -> httpx.Response:
+    url = f"{PUBLIC_URL}{path}" + (f"?{query}" if query else "")
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, fields)
+    return await webhook.client.post(
+        path + (f"?{query}" if query else ""),
+        content=urlencode(fields),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+
+
+async def _status(webhook: Webhook) -> DeliveryStatus | None:
+    stored = await webhook.store.get("user-1")
+    assert stored is not None
+    return stored.delivery_status
+
+
+async def test_signed_callback_behind_proxy_is_applied(webhook: Webhook) -> None:
+    response = await _post_signed(
+        webhook, _callback(webhook.message_sid, "delivered"), query="verification_id=user-1"
+    )
+
+    assert response.status_code == 204
+    assert await _status(webhook) is DeliveryStatus.DELIVERED
+    [event] = webhook.notifier.events
+    assert isinstance(event, DeliveryStatusChanged)
+
+
+async def test_legacy_root_path_accepts_callbacks(webhook: Webhook) -> None:
+    response = await _post_signed(webhook, _callback(webhook.message_sid, "sent"), path="/")
+
+    assert response.status_code == 204
+    assert await _status(webhook) is DeliveryStatus.SENT
+
+
+async def test_changed_field_after_signing_is_forbidden(webhook: Webhook) -> None:
+    fields = _callback(webhook.message_sid, "sent")
+    url = f"{PUBLIC_URL}/twilio/status"
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, fields)
+    fields["MessageStatus"] = "read"
+
+    response = await webhook.client.post(
+        "/twilio/status",
+        content=urlencode(fields),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+
+    assert response.status_code == 403
+    assert await _status(webhook) is DeliveryStatus.QUEUED
+    assert webhook.notifier.events == []
+
+
+async def test_missing_signature_is_forbidden(webhook: Webhook) -> None:
+    response = await webhook.client.post(
+        "/twilio/status",
+        content=urlencode(_callback(webhook.message_sid, "read")),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 403
+    assert await _status(webhook) is DeliveryStatus.QUEUED
+
+
+async def test_signature_for_internal_url_is_forbidden(webhook: Webhook) -> None:
+    fields = _callback(webhook.message_sid, "read")
+    internal_url = f"{webhook.client.base_url}/twilio/status"
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(internal_url, fields)
+
+    response = await webhook.client.post(
+        "/twilio/status",
+        content=urlencode(fields),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+
+    assert response.status_code == 403
+
+
+async def test_signed_callback_without_sid_is_bad_request(webhook: Webhook) -> None:
+    fields = _callback(webhook.message_sid, "sent")
+    del fields["MessageSid"]
+    del fields["SmsSid"]
+
+    response = await _post_signed(webhook, fields)
+
+    assert response.status_code == 400
+    assert "MessageSid is missing" in response.json()["error"]
+
+
+async def test_non_form_body_is_unsupported(webhook: Webhook) -> None:
+    response = await webhook.client.post("/twilio/status", json={"MessageStatus": "read"})
+
+    assert response.status_code == 415
+
+
+async def test_invalid_utf8_form_is_bad_request(webhook: Webhook) -> None:
+    response = await webhook.client.post(
+        "/twilio/status",
+        content=b"MessageSid=\xff\xfe",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("status", "extra"),
+    [("teleported", {}), ("undelivered", {"ErrorCode": "30008"})],
+)
+async def test_odd_callbacks_never_fail(
+    webhook: Webhook, status: str, extra: dict[str, str]
+) -> None:
+    response = await _post_signed(webhook, _callback(webhook.message_sid, status, **extra))
+
+    assert response.status_code == 204
+
+
+async def test_undelivered_30008_recorded_as_failure(webhook: Webhook) -> None:
+    await _post_signed(webhook, _callback(webhook.message_sid, "undelivered", ErrorCode="30008"))
+
+    stored = await webhook.store.get("user-1")
+    assert stored is not None
+    assert stored.delivery_status is DeliveryStatus.UNDELIVERED
+    assert stored.error_code == "30008"
+
+
+async def test_unknown_message_sid_gets_2xx(webhook: Webhook) -> None:
+    response = await _post_signed(webhook, _callback("SM" + "e" * 32, "delivered"))
+
+    assert response.status_code == 204
+    assert webhook.notifier.events == []
+
+
+async def test_callback_sequences_from_the_field(webhook: Webhook) -> None:
+    statuses = [
+        (await _post_signed(webhook, _callback(webhook.message_sid, status))).status_code
+        for status in ("sent", "read", "delivered", "delivered")
+    ]
+
+    assert statuses == [204, 204, 204, 204]
+    assert await _status(webhook) is DeliveryStatus.READ
+    published = [
+        event.delivery_status
+        for event in webhook.notifier.events
+        if isinstance(event, DeliveryStatusChanged)
+    ]
+    assert published == [DeliveryStatus.SENT, DeliveryStatus.READ]
+
+
+async def test_healthz_answers_ok(webhook: Webhook) -> None:
+    response = await webhook.client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

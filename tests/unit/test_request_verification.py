@@ -1,0 +1,160 @@
+"""RequestVerification against the fakes: what is stored, sent and published."""
+
+from adapters.kafka.consumer import ConsumedMessage
+from application.errors import MessageRejected, ProviderUnavailable
+from application.request_verification import RequestOutcome, VerificationRequest
+from domain.code import VerificationCode
+from domain.delivery import DeliveryStatus
+from domain.events import CodeSent, SendFailed, SendFailureReason
+from tests.unit.conftest import CODE, Fakes
+
+
+async def test_request_sends_code_to_parsed_number(fakes: Fakes) -> None:
+    use_case = fakes.container.request_verification()
+
+    outcome = await use_case.execute(VerificationRequest("user-1", "0991234567"))
+
+    assert outcome is RequestOutcome.SENT
+    [message] = fakes.sender.sent
+    assert message.to.e164 == "+593991234567"
+    assert message.body == f"Your verification code is: {CODE}"
+
+
+async def test_request_stores_digest_not_code(fakes: Fakes) -> None:
+    use_case = fakes.container.request_verification()
+
+    await use_case.execute(VerificationRequest("user-1", "+593991234567", locale="es"))
+
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    assert CODE not in repr(stored)
+    assert fakes.container.digester().matches(VerificationCode(CODE), "user-1", stored.code_digest)
+    assert stored.delivery_status is DeliveryStatus.QUEUED
+    assert stored.message_sid is not None
+    assert stored.locale == "es"
+    assert (stored.expires_at - stored.created_at).total_seconds() == 300
+
+
+async def test_request_publishes_code_sent_with_masked_phone(fakes: Fakes) -> None:
+    use_case = fakes.container.request_verification()
+
+    await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+
+    [event] = fakes.notifier.events
+    assert isinstance(event, CodeSent)
+    assert event.masked_phone == "+593******567"
+
+
+async def test_invalid_phone_sends_and_stores_nothing(fakes: Fakes) -> None:
+    use_case = fakes.container.request_verification()
+
+    outcome = await use_case.execute(VerificationRequest("user-1", "12345"))
+
+    assert outcome is RequestOutcome.INVALID_REQUEST
+    assert fakes.sender.sent == []
+    assert await fakes.store.get("user-1") is None
+    [event] = fakes.notifier.events
+    assert isinstance(event, SendFailed)
+    assert event.reason is SendFailureReason.INVALID_PHONE
+
+
+async def test_unsafe_verification_id_is_rejected(fakes: Fakes) -> None:
+    use_case = fakes.container.request_verification()
+
+    outcome = await use_case.execute(VerificationRequest("user 1/{x}", "+593991234567"))
+
+    assert outcome is RequestOutcome.INVALID_REQUEST
+    assert fakes.sender.sent == []
+    [event] = fakes.notifier.events
+    assert isinstance(event, SendFailed)
+    assert event.reason is SendFailureReason.INVALID_REQUEST
+
+
+async def test_provider_rejection_marks_verification_failed(fakes: Fakes) -> None:
+    fakes.sender.fail_next(MessageRejected("the recipient has unsubscribed", "21610"))
+    use_case = fakes.container.request_verification()
+
+    outcome = await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+
+    assert outcome is RequestOutcome.REJECTED_BY_PROVIDER
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    assert stored.delivery_status is DeliveryStatus.FAILED
+    assert stored.error_code == "21610"
+    [event] = fakes.notifier.events
+    assert isinstance(event, SendFailed)
+    assert event.reason is SendFailureReason.REJECTED_BY_PROVIDER
+    assert event.error_code == "21610"
+
+
+async def test_new_request_replaces_previous_code(fakes: Fakes) -> None:
+    use_case = fakes.container.request_verification()
+    digester = fakes.container.digester()
+
+    await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+    await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    assert digester.matches(VerificationCode("480267"), "user-1", stored.code_digest)
+    assert not digester.matches(VerificationCode(CODE), "user-1", stored.code_digest)
+
+
+async def test_handler_retries_unavailable_provider_then_sends(fakes: Fakes) -> None:
+    fakes.sender.fail_next(ProviderUnavailable("timeout"), ProviderUnavailable("HTTP 503"))
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b'{"Id": "user-1", "Phone": "+593991234567"}'))
+
+    assert len(fakes.sender.sent) == 1
+    assert [type(event) for event in fakes.notifier.events] == [CodeSent]
+
+
+async def test_handler_gives_up_after_max_attempts(fakes: Fakes) -> None:
+    fakes.sender.fail_next(*(ProviderUnavailable("HTTP 503", "20503") for _ in range(3)))
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b'{"Id": "user-1", "Phone": "+593991234567"}'))
+
+    assert fakes.sender.sent == []
+    [event] = fakes.notifier.events
+    assert isinstance(event, SendFailed)
+    assert event.reason is SendFailureReason.PROVIDER_UNAVAILABLE
+    assert event.error_code == "20503"
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    assert stored.delivery_status is DeliveryStatus.FAILED
+
+
+async def test_handler_skips_non_json_without_event(fakes: Fakes) -> None:
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b"not json"))
+
+    assert fakes.sender.sent == []
+    assert fakes.notifier.events == []
+
+
+async def test_handler_reports_missing_phone_to_requester(fakes: Fakes) -> None:
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b'{"Id": "user-1"}'))
+
+    assert fakes.sender.sent == []
+    [event] = fakes.notifier.events
+    assert isinstance(event, SendFailed)
+    assert event.reason is SendFailureReason.INVALID_REQUEST
+    assert "Phone is missing" in event.detail
+
+
+async def test_handler_accepts_snake_case_request(fakes: Fakes) -> None:
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b'{"verification_id": "user-2", "phone": "+593991234567", "extra": 1}'))
+
+    [message] = fakes.sender.sent
+    assert message.verification_id == "user-2"
+
+
+def _message(value: bytes) -> ConsumedMessage:
+    return ConsumedMessage("Verification", 0, 7, None, value)

@@ -61,9 +61,17 @@ class RecordDeliveryStatus:
 
         now = self._clock.now()
 
+        # A report may overtake the send call's response, so a record without a message
+        # SID yet takes a report addressed to its id. A report found only through the
+        # SID lookup must match exactly: that lookup outlives a resend of the same id.
+        # NOTE: a report for the replaced message that arrives, addressed by id, while
+        # the resend's own call is still in flight is taken for the new message.
+        accepted_sids: set[str | None] = {report.message_sid}
+        if report.verification_id is not None:
+            accepted_sids.add(None)
+
         def apply(current: Verification) -> Verification | None:
-            # A report for an earlier message of this id (before a resend) is stale.
-            if current.message_sid not in (None, report.message_sid):
+            if current.message_sid not in accepted_sids:
                 return None
             return current.record_delivery(
                 status, now, report.message_sid, report.error_code, report.error_message

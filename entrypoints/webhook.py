@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 from urllib.parse import parse_qs, parse_qsl
 
 import uvicorn
@@ -153,6 +154,20 @@ async def _log_unhandled(error: Exception, scope: Scope) -> None:
         logger.error("request_failed", exc_info=error, extra={"path": scope.get("path")})
 
 
+class GracefulServer(uvicorn.Server):
+    """A uvicorn server that exits with status 0 after a graceful stop.
+
+    uvicorn re-raises the stopping signal once it has shut down, which makes the
+    process end with -15 after SIGTERM and looks like a crash to supervisors. A second
+    signal still stops at once.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
 def build_server(settings: Settings, container: Container | None = None) -> uvicorn.Server:
     """Return a uvicorn server for the app, not yet started."""
     container = container or Container(settings=providers.Object(settings))
@@ -164,7 +179,7 @@ def build_server(settings: Settings, container: Container | None = None) -> uvic
         access_log=False,
         lifespan="on",
     )
-    return uvicorn.Server(config)
+    return GracefulServer(config)
 
 
 def main() -> None:

@@ -1,9 +1,12 @@
 """RecordDeliveryStatus against the fakes: ordering, duplicates, failures, unknown input."""
 
+from datetime import timedelta
+
 from application.record_delivery_status import DeliveryReport, ReportOutcome
 from application.request_verification import VerificationRequest
 from domain.delivery import DeliveryStatus
 from domain.events import DeliveryStatusChanged
+from domain.verification import Verification
 from tests.unit.conftest import Fakes
 
 
@@ -124,3 +127,21 @@ async def test_report_for_expired_verification_is_unknown(fakes: Fakes) -> None:
     outcome = await _report(fakes, sid, "delivered", verification_id="user-1")
 
     assert outcome is ReportOutcome.UNKNOWN_MESSAGE
+
+
+async def test_report_by_old_sid_skips_resent_record(fakes: Fakes) -> None:
+    old_sid = await _sent(fakes)
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    resent = Verification.start(
+        "user-1", stored.phone, "e" * 64, fakes.clock.now(), timedelta(minutes=5)
+    )
+    await fakes.store.create(resent)
+
+    outcome = await _report(fakes, old_sid, "delivered")
+
+    assert outcome is ReportOutcome.IGNORED
+    current = await fakes.store.get("user-1")
+    assert current is not None
+    assert current.message_sid is None
+    assert current.delivery_status is None

@@ -1,0 +1,1 @@
+"""Redis adapter: the verification store and its client set-up."""

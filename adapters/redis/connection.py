@@ -1,0 +1,125 @@
+"""Redis client set-up: reading the REDIS_CONNECTION setting and building the async client."""
+
+import ipaddress
+import re
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+DEFAULT_PORT = 6379
+
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+_ACCEPTED_FORMS = (
+    "Set REDIS_CONNECTION to a redis://, rediss:// or unix:// URL, "
+    "or to host[:port] such as localhost:6379 or [::1]:6379."
+)
+
+# Host names as Docker, Kubernetes and DNS write them. Underscores are allowed because
+# Compose service names may contain them.
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def redis_url(connection: str) -> str:
+    """Return the Redis URL for the REDIS_CONNECTION setting, or raise `ValueError`.
+
+    URLs with the redis://, rediss:// or unix:// scheme are returned as they are, apart
+    from surrounding whitespace, and redis-py validates the rest of them. The bare form
+    `host[:port]` that existing deployments use becomes `redis://host:port`, with port
+    6379 when none is given. IPv6 addresses must be written in brackets: `[::1]:6379`.
+    """
+    value = connection.strip()
+    if value == "":
+        raise _invalid(connection, "it is empty")
+    if value.lower().startswith(_URL_SCHEMES):
+        if value.partition("://")[2] == "":
+            raise _invalid(connection, "the URL has nothing after the scheme")
+        return value
+    if "://" in value:
+        raise _invalid(connection, "the URL scheme is not supported")
+    if "/" in value or "@" in value:
+        raise _invalid(connection, "a path or user name needs the redis:// URL form")
+
+    host, port = _split_host_port(value, connection)
+    return f"redis://{host}:{port}"
+
+
+def create_redis_client(
+    url: str,
+    *,
+    connect_timeout_seconds: float = 2.0,
+    read_timeout_seconds: float = 2.0,
+    connection_retries: int = 2,
+    max_connections: int | None = None,
+) -> Redis:
+    """Build a client for `url`. It connects on its first command, not here.
+
+    `connection_retries` is how often redis-py repeats a command after a connection
+    error or timeout, with jittered exponential backoff. It is kept low so that an
+    outage reaches the caller quickly as `StoreUnavailable`, whose retriable flag lets
+    the caller choose its own retry policy. Responses stay bytes because the store
+    decodes its records itself.
+    """
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout_seconds,
+        socket_timeout=read_timeout_seconds,
+        retry=Retry(ExponentialWithJitterBackoff(), connection_retries),
+        max_connections=max_connections,
+        decode_responses=False,
+    )
+
+
+def _split_host_port(value: str, connection: str) -> tuple[str, int]:
+    if value.startswith("["):
+        address, bracket, port_part = value[1:].partition("]")
+        if not bracket or not _is_ipv6(address):
+            raise _invalid(connection, "the brackets do not contain an IPv6 address")
+        host = f"[{address}]"
+    else:
+        address, colon, port_text = value.partition(":")
+        if ":" in port_text:
+            raise _invalid(connection, "an IPv6 address must be written in brackets")
+        if not _HOST_NAME.fullmatch(address):
+            raise _invalid(connection, "the host name is missing or invalid")
+        host = address
+        port_part = colon + port_text
+
+    if port_part == "":
+        return host, DEFAULT_PORT
+    port_text = port_part.removeprefix(":")
+    if not port_part.startswith(":") or not _PORT.fullmatch(port_text):
+        raise _invalid(connection, "the port is not a number")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise _invalid(connection, "the port must be 1 to 65535")
+    return host, port
+
+
+def _is_ipv6(address: str) -> bool:
+    # Zone ids (`fe80::1%eth0`) are rejected because they need percent-encoding in a URL.
+    if "%" in address:
+        return False
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _invalid(connection: str, reason: str) -> ValueError:
+    return ValueError(
+        f"invalid Redis connection {_redact(connection)!r} because {reason}. {_ACCEPTED_FORMS}"
+    )
+
+
+def _redact(connection: str) -> str:
+    """Hide the user and password part of a URL-like value, so errors never show a password."""
+    scheme, separator, rest = connection.rpartition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at:
+        return connection
+    hidden = "***" if credentials else ""
+    return f"{scheme}{separator}{hidden}@{location}"

@@ -1,0 +1,545 @@
+"""Integration tests of RedisVerificationStore against the Redis server on 127.0.0.1:6379."""
+
+import asyncio
+import itertools
+import json
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from uuid import uuid4
+
+import pytest
+import redis
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from adapters.redis.connection import create_redis_client
+from adapters.redis.store import RedisVerificationStore
+from application.errors import StoreUnavailable, VerificationNotFound
+from domain.code import CodeDigester, VerificationCode
+from domain.delivery import DeliveryStatus, advances
+from domain.phone import PhoneNumber
+from domain.verification import StatusChange, Verification
+
+REDIS_URL = "redis://127.0.0.1:6379"
+PHONE = PhoneNumber("+593991234567")
+TIME_TO_LIVE = timedelta(minutes=10)
+MESSAGE_SID = "SM" + "0123456789abcdef" * 2
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Redis]:
+    client = create_redis_client(REDIS_URL)
+    try:
+        await client.ping()
+    except redis_errors.ConnectionError as error:
+        await client.aclose()
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({error}). Start it with "
+            "`redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no`."
+        )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def key_prefix(client: Redis) -> AsyncIterator[str]:
+    prefix = f"test-{uuid4().hex}"
+    yield prefix
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+
+
+@pytest.fixture
+def store(client: Redis, key_prefix: str) -> RedisVerificationStore:
+    return RedisVerificationStore(client, key_prefix=key_prefix)
+
+
+def new_verification(
+    now: datetime | None = None,
+    time_to_live: timedelta = TIME_TO_LIVE,
+    code_digest: str = "d" * 64,
+) -> Verification:
+    return Verification.start(
+        f"verification-{uuid4().hex}",
+        PHONE,
+        code_digest,
+        now or datetime.now(UTC),
+        time_to_live,
+        locale="es-EC",
+    )
+
+
+def epoch_milliseconds(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def report(status: DeliveryStatus, now: datetime) -> Callable[[Verification], Verification | None]:
+    """Return an update that records a status report, as RecordDeliveryStatus does."""
+
+    def apply(current: Verification) -> Verification | None:
+        return current.record_delivery(status, now)
+
+    return apply
+
+
+async def stored_values(client: Redis, key_prefix: str) -> dict[bytes, bytes]:
+    keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*")]
+    values = await client.mget(keys) if keys else []
+    return dict(zip(keys, values, strict=True))
+
+
+# Layout
+
+
+def test_record_key_keeps_id_in_hash_tag(client: Redis) -> None:
+    store = RedisVerificationStore(client)
+
+    assert store.record_key("abc-123") == "verification:{abc-123}"
+    assert store.message_sid_key(MESSAGE_SID) == f"verification:sid:{MESSAGE_SID}"
+
+
+@pytest.mark.parametrize("key_prefix_value", ["", "verification{x}", "a}"])
+def test_store_rejects_prefix_with_braces(client: Redis, key_prefix_value: str) -> None:
+    with pytest.raises(ValueError, match="invalid key prefix"):
+        RedisVerificationStore(client, key_prefix=key_prefix_value)
+
+
+# create and get
+
+
+async def test_get_returns_every_stored_field(store: RedisVerificationStore) -> None:
+    created_at = datetime.now(UTC)
+    verification = replace(
+        new_verification(created_at),
+        message_sid=MESSAGE_SID,
+        delivery_status=DeliveryStatus.UNDELIVERED,
+        error_code="63016",
+        error_message="Outside the allowed window: use a template",
+        history=(
+            StatusChange(DeliveryStatus.QUEUED, created_at + timedelta(seconds=1)),
+            StatusChange(DeliveryStatus.SENT, created_at + timedelta(seconds=2)),
+            StatusChange(DeliveryStatus.UNDELIVERED, created_at + timedelta(seconds=3), "63016"),
+        ),
+    )
+
+    await store.create(verification)
+
+    assert await store.get(verification.id) == verification
+
+
+async def test_get_returns_fresh_verification(
+    store: RedisVerificationStore,
+) -> None:
+    verification = replace(new_verification(), locale=None)
+
+    await store.create(verification)
+
+    assert await store.get(verification.id) == verification
+
+
+async def test_create_stores_utc_iso_datetimes(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    quito = timezone(timedelta(hours=-5))
+    verification = new_verification(datetime.now(quito))
+
+    await store.create(verification)
+
+    raw = await client.get(store.record_key(verification.id))
+    assert raw is not None
+    record = json.loads(raw)
+    assert record["phone"] == "+593991234567"
+    assert record["created_at"] == verification.created_at.astimezone(UTC).isoformat(
+        timespec="microseconds"
+    )
+    assert record["created_at"].endswith("+00:00")
+    assert record["expires_at"].endswith("+00:00")
+    assert record["history"] == []
+    stored = await store.get(verification.id)
+    assert stored is not None
+    assert stored.created_at == verification.created_at
+    assert stored.created_at.tzinfo == UTC
+
+
+async def test_create_replaces_record_with_same_id(
+    store: RedisVerificationStore,
+) -> None:
+    first = new_verification(code_digest="a" * 64)
+    second = replace(first, code_digest="b" * 64)
+
+    await store.create(first)
+    await store.create(second)
+
+    assert await store.get(first.id) == second
+
+
+async def test_create_rejects_naive_datetime(store: RedisVerificationStore) -> None:
+    verification = new_verification(datetime.now(UTC).replace(tzinfo=None))
+
+    with pytest.raises(ValueError, match="without a time zone"):
+        await store.create(verification)
+
+
+async def test_get_returns_none_for_missing_id(store: RedisVerificationStore) -> None:
+    assert await store.get("never-stored") is None
+
+
+async def test_get_raises_for_undecodable_record(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    key = store.record_key("broken")
+    await client.set(key, b"not json", px=60_000)
+
+    with pytest.raises(ValueError) as raised:
+        await store.get("broken")
+
+    assert repr(key) in str(raised.value)
+
+
+async def test_get_raises_for_record_with_missing_field(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    key = store.record_key(verification.id)
+    raw = await client.get(key)
+    assert raw is not None
+    record = json.loads(raw)
+    del record["code_digest"]
+    await client.set(key, json.dumps(record), keepttl=True)
+
+    with pytest.raises(ValueError) as raised:
+        await store.get(verification.id)
+
+    assert repr(key) in str(raised.value)
+    assert "'code_digest'" in str(raised.value)
+
+
+# Expiry
+
+
+async def test_create_expires_record_at_expires_at(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    verification = new_verification()
+
+    await store.create(verification)
+
+    key = store.record_key(verification.id)
+    assert await client.pexpiretime(key) == epoch_milliseconds(verification.expires_at)
+    remaining = await client.pttl(key)
+    assert 0 < remaining <= TIME_TO_LIVE // timedelta(milliseconds=1)
+
+
+async def test_update_keeps_record_expiry(store: RedisVerificationStore, client: Redis) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    key = store.record_key(verification.id)
+
+    for status in (DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
+        updated = await store.update(verification.id, report(status, datetime.now(UTC)))
+        assert updated is not None
+        assert await client.pttl(key) > 0
+        assert await client.pexpiretime(key) == epoch_milliseconds(verification.expires_at)
+
+
+async def test_create_skips_expired_verification(store: RedisVerificationStore) -> None:
+    verification = new_verification(datetime.now(UTC) - timedelta(minutes=20))
+
+    await store.create(verification)
+
+    assert await store.get(verification.id) is None
+
+
+async def test_update_raises_not_found_when_expired(
+    store: RedisVerificationStore,
+) -> None:
+    verification = new_verification(datetime.now(UTC) - timedelta(minutes=20))
+    await store.create(verification)
+
+    with pytest.raises(VerificationNotFound, match=verification.id):
+        await store.update(verification.id, lambda current: current)
+
+
+# Message SID lookup
+
+
+async def test_update_stores_sid_lookup_with_expiry(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    assert await store.find_id_by_message_sid(MESSAGE_SID) is None
+
+    await store.update(
+        verification.id,
+        lambda current: current.accept_message(
+            MESSAGE_SID, DeliveryStatus.QUEUED, datetime.now(UTC)
+        ),
+    )
+
+    assert await store.find_id_by_message_sid(MESSAGE_SID) == verification.id
+    sid_key = store.message_sid_key(MESSAGE_SID)
+    assert await client.pttl(sid_key) > 0
+    assert await client.pexpiretime(sid_key) == epoch_milliseconds(verification.expires_at)
+
+
+async def test_create_stores_sid_lookup(store: RedisVerificationStore, client: Redis) -> None:
+    verification = replace(new_verification(), message_sid=MESSAGE_SID)
+
+    await store.create(verification)
+
+    assert await store.find_id_by_message_sid(MESSAGE_SID) == verification.id
+    sid_key = store.message_sid_key(MESSAGE_SID)
+    assert await client.pexpiretime(sid_key) == epoch_milliseconds(verification.expires_at)
+
+
+async def test_find_id_returns_none_for_unknown_sid(
+    store: RedisVerificationStore,
+) -> None:
+    assert await store.find_id_by_message_sid("SM-never-sent") is None
+
+
+# update
+
+
+async def test_update_stores_changed_verification(
+    store: RedisVerificationStore,
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    now = datetime.now(UTC)
+
+    updated = await store.update(
+        verification.id,
+        lambda current: current.accept_message(MESSAGE_SID, DeliveryStatus.SENT, now),
+    )
+
+    expected = verification.accept_message(MESSAGE_SID, DeliveryStatus.SENT, now)
+    assert updated == expected
+    assert await store.get(verification.id) == expected
+
+
+async def test_update_skips_write_when_change_returns_none(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    key = store.record_key(verification.id)
+    before = await client.get(key)
+    seen: list[Verification] = []
+
+    def change(current: Verification) -> Verification | None:
+        seen.append(current)
+        return None
+
+    # Any write to the key, even of the same bytes, makes this transaction's EXEC fail.
+    async with client.pipeline(transaction=True) as observer:
+        await observer.watch(key)
+        result = await store.update(verification.id, change)
+        observer.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        observer.get(key)
+        observed = await observer.execute()
+
+    assert result is None
+    assert seen == [verification]
+    assert observed == [before]
+    assert await client.pexpiretime(key) == epoch_milliseconds(verification.expires_at)
+
+
+async def test_update_raises_not_found_when_record_expires_midway(
+    store: RedisVerificationStore, client: Redis
+) -> None:
+    verification = new_verification(time_to_live=timedelta(milliseconds=100))
+    await store.create(verification)
+
+    def slow_change(current: Verification) -> Verification | None:
+        # Outlives the record, so the key expires between GET and EXEC.
+        time.sleep(0.2)
+        return current.record_delivery(DeliveryStatus.SENT, datetime.now(UTC))
+
+    with pytest.raises(VerificationNotFound):
+        await store.update(verification.id, slow_change)
+
+    assert await client.exists(store.record_key(verification.id)) == 0
+
+
+async def test_update_raises_not_found_for_missing_id(store: RedisVerificationStore) -> None:
+    with pytest.raises(VerificationNotFound, match="never-stored"):
+        await store.update("never-stored", lambda current: current)
+
+
+async def test_update_rejects_change_of_expiry(store: RedisVerificationStore) -> None:
+    verification = new_verification()
+    await store.create(verification)
+
+    with pytest.raises(ValueError, match="keeps the id and expires_at"):
+        await store.update(
+            verification.id,
+            lambda current: replace(current, expires_at=current.expires_at + timedelta(hours=1)),
+        )
+
+    assert await store.get(verification.id) == verification
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_concurrent_reports_end_at_furthest_status(
+    store: RedisVerificationStore, client: Redis, seed: int
+) -> None:
+    start = datetime.now(UTC)
+    verification = new_verification(start).accept_message(MESSAGE_SID, DeliveryStatus.QUEUED, start)
+    await store.create(verification)
+    reports = [
+        DeliveryStatus.SENDING,
+        DeliveryStatus.SENT,
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.READ,
+    ] * 5
+    random.Random(seed).shuffle(reports)
+
+    # Open the connections first: otherwise the tasks queue behind connection set-up
+    # and run one after another instead of racing.
+    await asyncio.gather(*(client.ping() for _ in reports))
+
+    results = await asyncio.gather(
+        *(
+            store.update(verification.id, report(status, start + timedelta(milliseconds=index)))
+            for index, status in enumerate(reports)
+        )
+    )
+
+    stored = await store.get(verification.id)
+    assert stored is not None
+    assert stored.delivery_status is DeliveryStatus.READ
+    statuses = [change.status for change in stored.history]
+    assert statuses[0] is DeliveryStatus.QUEUED
+    for earlier, later in itertools.pairwise(statuses):
+        assert advances(earlier, later), f"history steps back from {earlier} to {later}"
+    applied = [result for result in results if result is not None]
+    assert len(applied) == len(stored.history) - 1
+
+
+async def test_update_gives_up_after_max_attempts(client: Redis, key_prefix: str) -> None:
+    store = RedisVerificationStore(client, key_prefix=key_prefix, max_update_attempts=3)
+    verification = new_verification()
+    await store.create(verification)
+    key = store.record_key(verification.id)
+    calls = 0
+
+    # A second connection rewrites the record during every attempt, as a competing
+    # writer would, so each EXEC fails.
+    with redis.Redis.from_url(REDIS_URL) as rival:
+
+        def change(current: Verification) -> Verification | None:
+            nonlocal calls
+            calls += 1
+            rival.set(key, rival.get(key) or b"", keepttl=True)
+            return current.record_delivery(DeliveryStatus.SENT, datetime.now(UTC))
+
+        with pytest.raises(StoreUnavailable, match="changed the record concurrently"):
+            await store.update(verification.id, change)
+
+    assert calls == 3
+    assert await store.get(verification.id) == verification
+
+
+# Secrets
+
+
+async def test_stored_values_omit_plain_code(
+    store: RedisVerificationStore, client: Redis, key_prefix: str
+) -> None:
+    code = VerificationCode("483920")
+    verification_id = f"verification-{uuid4().hex}"
+    digest = CodeDigester(b"test-code-secret").digest(code, verification_id)
+    now = datetime.now(UTC)
+    verification = Verification.start(verification_id, PHONE, digest, now, TIME_TO_LIVE, "es")
+
+    await store.create(verification)
+    await store.update(
+        verification_id,
+        lambda current: current.accept_message(MESSAGE_SID, DeliveryStatus.QUEUED, now),
+    )
+    await store.update(
+        verification_id,
+        lambda current: current.record_delivery(
+            DeliveryStatus.FAILED, now, error_code="63003", error_message="Invalid recipient"
+        ),
+    )
+
+    values = await stored_values(client, key_prefix)
+    assert sorted(values) == sorted(
+        [
+            store.record_key(verification_id).encode(),
+            store.message_sid_key(MESSAGE_SID).encode(),
+        ]
+    )
+    assert digest.encode() in values[store.record_key(verification_id).encode()]
+    for key, value in values.items():
+        assert code.value.encode() not in value, f"{key!r} contains the plain code"
+
+
+# Connection failures
+
+
+def closed_loopback_port() -> int:
+    """Return a loopback port that was just free, so a connection to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+async def unreachable_store() -> AsyncIterator[RedisVerificationStore]:
+    client = create_redis_client(
+        f"redis://127.0.0.1:{closed_loopback_port()}",
+        connect_timeout_seconds=1.0,
+        read_timeout_seconds=1.0,
+        connection_retries=0,
+    )
+    yield RedisVerificationStore(client, key_prefix=f"test-{uuid4().hex}")
+    await client.aclose()
+
+
+async def test_create_raises_unavailable_when_redis_down(
+    unreachable_store: RedisVerificationStore,
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        await unreachable_store.create(new_verification())
+
+    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+    assert raised.value.retriable
+
+
+async def test_get_raises_unavailable_when_redis_down(
+    unreachable_store: RedisVerificationStore,
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        await unreachable_store.get("any-id")
+
+    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+    assert "any-id" in str(raised.value)
+
+
+async def test_find_id_raises_unavailable_when_redis_down(
+    unreachable_store: RedisVerificationStore,
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        await unreachable_store.find_id_by_message_sid(MESSAGE_SID)
+
+    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+
+
+async def test_update_raises_unavailable_when_redis_down(
+    unreachable_store: RedisVerificationStore,
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        await unreachable_store.update("any-id", lambda current: current)
+
+    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)

@@ -56,7 +56,7 @@ class PhonenumbersParser:
                 f"{self._hint()}"
             ) from error
         # Possible, not valid: the validity ranges lag behind new number blocks and leave
-        # out reserved ranges such as the UK's 07700 900xxx, and Twilio answers 21211 for
+        # out reserved ranges such as the UK's 07700 900xxx, and Twilio rejects with 21211
         # a number that does not exist anyway.
         reason = phonenumbers.is_possible_number_with_reason(parsed)
         if reason != phonenumbers.ValidationResult.IS_POSSIBLE:

@@ -55,6 +55,9 @@ class TansuBroker:
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
+            # Its own session keeps a terminal's Ctrl-C away, so the broker outlives the
+            # services that still need it while they shut down.
+            start_new_session=True,
         )
         try:
             wait_for_port(self.port, timeout_seconds)

@@ -44,7 +44,8 @@ def advances(current: DeliveryStatus | None, reported: DeliveryStatus) -> bool:
     - A failure applies while the message has not been delivered: once the person's
       phone confirmed delivery, a failure report is contradictory and is ignored.
     - Otherwise a status applies only when it is further along the path, so a late or
-      repeated report never moves the status backwards (`read` before `delivered` stands).
+      repeated report never moves the status backwards. A `read` that arrives before
+      `delivered` is kept.
     """
     if current is None:
         return True

@@ -8,7 +8,7 @@ from domain.delivery import DeliveryStatus
 
 
 class SendFailureReason(StrEnum):
-    """Why a code could not be sent."""
+    """Reason a code could not be sent."""
 
     INVALID_PHONE = "invalid_phone"
     INVALID_REQUEST = "invalid_request"

@@ -149,7 +149,7 @@ def create_app(container: Container) -> Litestar:
 
 
 async def _log_unhandled(error: Exception, scope: Scope) -> None:
-    # Litestar answers 500 by itself; this puts the cause in the service's own log.
+    # Litestar returns 500 by itself, and this logs the cause in the service's own log.
     if not isinstance(error, HTTPException):
         logger.error("request_failed", exc_info=error, extra={"path": scope.get("path")})
 

@@ -41,7 +41,7 @@ class KafkaRequestConsumer:
     """Runs `handler` on each message in partition order, committing after each one.
 
     Delivery is at least once: a message whose handler did not return (a crash, a
-    lost partition) is read again by whoever owns the partition next. The handler
+    lost partition) is read again by the next owner of the partition. The handler
     must take care of bad input itself; an exception from it stops the consumer
     without committing that message.
     """
@@ -79,8 +79,20 @@ class KafkaRequestConsumer:
                     if self._stopping.is_set():
                         break
         finally:
-            await self._consumer.stop()
+            await self._stop_consumer()
             logger.info("consumer_stopped")
+
+    async def _stop_consumer(self) -> None:
+        try:
+            await self._consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka 0.14 lets the cancellation of its own fetch task escape from
+            # stop() when the broker is already gone. Only a cancellation of this task
+            # itself is passed on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            logger.warning("consumer_stop_interrupted")
 
     async def _handle_partition(
         self, partition: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]

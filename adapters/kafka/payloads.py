@@ -12,7 +12,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 class InvalidPayload(ValueError):
     """A message body that is not a verification request.
 
-    `verification_id` is set when the body named one, so the requester can be told.
+    `verification_id` is set when the body named one, so the requester can be notified.
     """
 
     def __init__(self, detail: str, verification_id: str | None = None) -> None:

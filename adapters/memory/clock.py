@@ -6,7 +6,7 @@ from domain.code import VerificationCode
 
 
 class FakeClock:
-    """A clock that moves only when told to."""
+    """A clock that moves only when `advance` is called."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

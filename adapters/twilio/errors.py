@@ -1,4 +1,4 @@
-"""Which Twilio errors are worth retrying: the one classification table of the adapter."""
+"""Classification of Twilio errors into retriable and permanent, in one table."""
 
 from twilio.base.exceptions import TwilioRestException
 

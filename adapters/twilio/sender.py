@@ -49,7 +49,7 @@ class TwilioMessageSender:
     async def send(self, message: OutgoingMessage) -> SentMessage:
         callback = self._status_callback(message.verification_id)
         try:
-            # The SDK hands its timeout to aiohttp; this bound holds whatever it does.
+            # The SDK hands its timeout to aiohttp, and this bound applies whatever aiohttp does.
             async with asyncio.timeout(self._timeout_seconds):
                 created = await self._client.messages.create_async(
                     to=whatsapp_address(message.to),
@@ -61,7 +61,7 @@ class TwilioMessageSender:
             raise classify(error) from error
         except TimeoutError as error:
             raise ProviderUnavailable(
-                f"Twilio did not answer within {self._timeout_seconds} s"
+                f"the Twilio API call timed out after {self._timeout_seconds} s"
             ) from error
         except aiohttp.ClientError as error:
             raise ProviderUnavailable(f"Twilio could not be reached: {error}") from error
@@ -80,7 +80,7 @@ class TwilioMessageSender:
         if self._callback_base is None:
             return None
         # The id in the URL lets the webhook find the verification even when the
-        # callback overtakes the response that tells this process the message SID.
+        # callback overtakes the response that carries the message SID.
         return f"{self._callback_base}?{urlencode({'verification_id': verification_id})}"
 
 

@@ -9,9 +9,9 @@ from twilio.request_validator import RequestValidator
 class TwilioSignatureValidator:
     """Validates callbacks as Twilio signed them: over the URL Twilio called, not ours.
 
-    Behind a proxy the app sees another scheme, host or port than Twilio used, so the
-    URL is rebuilt from the configured public base URL plus the path and query the
-    app received.
+    Behind a proxy the app receives requests on another scheme, host or port than
+    Twilio used, so the URL is rebuilt from the configured public base URL plus the
+    path and query the app received.
     """
 
     def __init__(self, auth_token: str, public_base_url: str) -> None:

@@ -208,7 +208,7 @@ async def test_worker_and_webhook_exit_cleanly_on_sigterm(stack: Stack) -> None:
     await _publish(stack, {"Id": f"exit-{stack.key_prefix}", "Phone": PHONE})
     await stack.emulator.state.wait_for(lambda state: len(state.messages) == 1, WAIT_SECONDS)
 
-    # Stopped from a thread, so the hub in this event loop can answer the close handshake.
+    # Stopped from a thread, so the hub in this event loop can complete the close handshake.
     worker_exit = await asyncio.to_thread(stack.worker.stop)
     webhook_exit = await asyncio.to_thread(stack.webhook.stop)
 

@@ -1,0 +1,1 @@
+"""Notifier adapters that tell other services about verification events."""

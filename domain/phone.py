@@ -18,7 +18,8 @@ class PhoneNumber:
     def __post_init__(self) -> None:
         if not _E164.fullmatch(self.e164):
             raise InvalidPhoneNumber(
-                f"invalid E.164 phone number {self.e164!r}: expected '+' and 7 to 15 digits"
+                f"invalid E.164 phone number {mask_phone(self.e164)!r}: "
+                "expected '+' and 7 to 15 digits"
             )
 
     def masked(self) -> str:

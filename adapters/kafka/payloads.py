@@ -7,6 +7,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from application.request_verification import VerificationRequest
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_ID_LENGTH = 256
 
 
 class InvalidPayload(ValueError):
@@ -26,7 +27,9 @@ class RequestPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     verification_id: str = Field(
-        validation_alias=AliasChoices("Id", "verification_id"), min_length=1, max_length=256
+        validation_alias=AliasChoices("Id", "verification_id"),
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
     )
     phone: str = Field(validation_alias=AliasChoices("Phone", "phone"), max_length=64)
     locale: str | None = Field(
@@ -82,5 +85,6 @@ def _loose_id(document: dict[str, object]) -> str | None:
     for key in ("Id", "verification_id"):
         value = document.get(key)
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            return str(value).strip()
+            # Capped like a valid id, so a huge value never reaches events or logs.
+            return str(value).strip()[:MAX_ID_LENGTH]
     return None

@@ -64,7 +64,10 @@ class PhonenumbersParser:
                 f"invalid phone number {mask_phone(text)}: "
                 f"{_REASONS.get(reason, 'not a possible number')}; {self._hint()}"
             )
-        return PhoneNumber(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+        return PhoneNumber(
+            phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+            region=phonenumbers.region_code_for_number(parsed),
+        )
 
     def _hint(self) -> str:
         if self._default_region is None:

@@ -3,11 +3,12 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from domain.code import VerificationCode
 from domain.delivery import DeliveryStatus
-from domain.events import Event
+from domain.events import Event, SendRejectionReason
 from domain.phone import PhoneNumber
 from domain.verification import Verification
 
@@ -49,10 +50,26 @@ class MessageSender(Protocol):
 class VerificationStore(Protocol):
     """Keeps verifications until they expire, with a lookup by provider message id."""
 
-    async def create(self, verification: Verification) -> None:
-        """Store `verification`, replacing any earlier one with the same id.
+    async def create(
+        self,
+        verification: Verification,
+        may_replace: Callable[[Verification], bool] = lambda _: True,
+    ) -> Verification | None:
+        """Store `verification` and reset its check attempts, unless a live one blocks it.
 
-        The record expires at `verification.expires_at`. Raises `StoreUnavailable`.
+        When a live record with the same id exists and `may_replace(record)` is False,
+        nothing is written and that record is returned; otherwise returns None. The
+        test and the write are atomic. The record is kept until
+        `verification.expires_at` plus the store's retention, so its final status can
+        still be read. Raises `StoreUnavailable`.
+        """
+        ...
+
+    async def record_attempt(self, verification_id: str) -> int:
+        """Count one check attempt atomically and return the attempts made so far.
+
+        The counter expires with the record and is reset by `create`. Raises
+        `VerificationNotFound` for a missing record and `StoreUnavailable`.
         """
         ...
 
@@ -78,6 +95,72 @@ class VerificationStore(Protocol):
         expired record and `StoreUnavailable`.
         """
         ...
+
+
+class Claim(StrEnum):
+    """The state of a request in the ledger when a worker tries to claim it."""
+
+    ACQUIRED = "acquired"
+    IN_PROGRESS = "in_progress"
+    SEND_STARTED = "send_started"
+    COMPLETED = "completed"
+
+
+class RequestLedger(Protocol):
+    """Remembers which requests were handled, so a redelivered one is not sent twice."""
+
+    async def claim(self, request_key: str, owner: str, lease_seconds: float) -> Claim:
+        """Claim `request_key` for `owner`.
+
+        Returns ACQUIRED when the request is new, was claimed by `owner` already, or
+        its previous claimant's lease ran out before the send started. Returns
+        IN_PROGRESS while another owner's lease runs, SEND_STARTED once a send was
+        started, and COMPLETED once the request was handled. Raises `StoreUnavailable`.
+        """
+        ...
+
+    async def mark_send_started(self, request_key: str, owner: str) -> None:
+        """Record that the provider is about to be called for this request."""
+        ...
+
+    async def complete(self, request_key: str, owner: str) -> None:
+        """Record that the request was handled, whatever its outcome."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDecision:
+    """Whether one more send to a phone is allowed, and if not, which limit and until when."""
+
+    allowed: bool
+    reason: SendRejectionReason | None = None
+    retry_after_seconds: int | None = None
+
+
+class SendLimiter(Protocol):
+    """Abuse limits shared by every worker: sends per phone per hour and day, and overall."""
+
+    async def acquire(self, phone: PhoneNumber, token: str, now: datetime) -> LimitDecision:
+        """Count one send to `phone` under `token` if every limit allows it.
+
+        Counting is atomic, so concurrent callers never exceed a limit. A rejected
+        call counts nothing. Raises `StoreUnavailable`.
+        """
+        ...
+
+    async def release(self, phone: PhoneNumber, token: str) -> None:
+        """Give back the send counted under `token`, because it did not happen."""
+        ...
+
+
+class PlainCodeStore(Protocol):
+    """Stores plain codes for downstream consumers of the older contract."""
+
+    async def put(self, verification_id: str, code: VerificationCode, ttl_seconds: int) -> None:
+        """Store the plain `code` under the bare verification id for `ttl_seconds`."""
+        ...
+
+    async def delete(self, verification_id: str) -> None: ...
 
 
 class Notifier(Protocol):

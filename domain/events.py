@@ -49,4 +49,58 @@ class DeliveryStatusChanged:
     error_message: str | None = None
 
 
-Event = CodeSent | SendFailed | DeliveryStatusChanged
+class SendRejectionReason(StrEnum):
+    """Rule that stopped a code from being sent."""
+
+    COOLDOWN = "cooldown"
+    PHONE_HOURLY_LIMIT = "phone_hourly_limit"
+    PHONE_DAILY_LIMIT = "phone_daily_limit"
+    GLOBAL_LIMIT = "global_limit"
+    COUNTRY_NOT_ALLOWED = "country_not_allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class SendRejected:
+    """A rule stopped the send: nothing was sent and the live code, if any, is kept."""
+
+    verification_id: str
+    reason: SendRejectionReason
+    occurred_at: datetime
+    retry_after_seconds: int | None = None
+
+
+class CheckFailureReason(StrEnum):
+    """Why a checked code was not approved."""
+
+    INCORRECT = "incorrect"
+    EXPIRED = "expired"
+    NOT_FOUND = "not_found"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckApproved:
+    """The person typed the right code; the verification is consumed."""
+
+    verification_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFailed:
+    """A check did not approve the verification."""
+
+    verification_id: str
+    reason: CheckFailureReason
+    attempts_remaining: int
+    occurred_at: datetime
+
+
+Event = (
+    CodeSent
+    | SendFailed
+    | DeliveryStatusChanged
+    | SendRejected
+    | CheckApproved
+    | CheckFailed
+)

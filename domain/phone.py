@@ -1,7 +1,7 @@
 """E.164 phone numbers and their masked form for logs and events."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.errors import InvalidPhoneNumber
 
@@ -14,6 +14,8 @@ class PhoneNumber:
     """A phone number in E.164 form, for example `+593991234567`."""
 
     e164: str
+    # ISO 3166-1 alpha-2 region of the number when the parser knows it, such as "EC".
+    region: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not _E164.fullmatch(self.e164):

@@ -3,6 +3,7 @@
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from domain.delivery import DeliveryStatus, advances
 from domain.errors import InvalidVerificationId
@@ -39,9 +40,23 @@ class StatusChange:
     error_code: str | None = None
 
 
+class VerificationStatus(StrEnum):
+    """Where a verification stands for the service that asked for it."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """A code sent to a phone, stored as a digest until it expires."""
+    """A code sent to a phone, stored as a digest until it expires.
+
+    `check_attempts` counts the checks made against this code. The store keeps it
+    apart from the record so it can be incremented atomically, and fills it in on read.
+    """
 
     id: str
     phone: PhoneNumber
@@ -54,6 +69,9 @@ class Verification:
     error_code: str | None = None
     error_message: str | None = None
     history: tuple[StatusChange, ...] = ()
+    check_attempts: int = 0
+    approved_at: datetime | None = None
+    canceled_at: datetime | None = None
 
     @classmethod
     def start(
@@ -77,6 +95,49 @@ class Verification:
 
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires_at
+
+    def status(self, now: datetime, max_attempts: int) -> VerificationStatus:
+        """Return the lifecycle status at `now`, given the allowed number of checks."""
+        if self.approved_at is not None:
+            return VerificationStatus.APPROVED
+        if self.canceled_at is not None:
+            return VerificationStatus.CANCELED
+        if self.is_expired(now):
+            return VerificationStatus.EXPIRED
+        if self.check_attempts >= max_attempts:
+            return VerificationStatus.FAILED
+        if self.delivery_status is not None and self.delivery_status.is_failure:
+            return VerificationStatus.FAILED
+        return VerificationStatus.PENDING
+
+    def is_open(self, now: datetime) -> bool:
+        """Tell whether the code can still be checked: not approved, canceled or expired."""
+        return self.approved_at is None and self.canceled_at is None and not self.is_expired(now)
+
+    def resend_wait_seconds(self, now: datetime, cooldown: timedelta) -> int:
+        """Return the whole seconds until a new code may replace this one, or 0.
+
+        Only an open code that went out less than `cooldown` ago blocks a resend; a
+        failed send never does, so the requester can try again at once.
+        """
+        if not self.is_open(now) or self.delivery_status is None:
+            return 0
+        if self.delivery_status.is_failure:
+            return 0
+        remaining = (self.created_at + cooldown - now).total_seconds()
+        return max(int(remaining + 0.999), 0)
+
+    def approve(self, now: datetime) -> "Verification | None":
+        """Return the verification marked approved, or None when it is no longer open."""
+        if not self.is_open(now):
+            return None
+        return replace(self, approved_at=now)
+
+    def cancel(self, now: datetime) -> "Verification | None":
+        """Return the verification marked canceled, or None when it is not open."""
+        if not self.is_open(now):
+            return None
+        return replace(self, canceled_at=now)
 
     def seconds_to_live(self, now: datetime) -> int:
         """Return whole seconds until expiry, at least 1 so a store TTL is never zero."""

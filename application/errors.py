@@ -49,3 +49,9 @@ class VerificationNotFound(PortError):
     """No verification is stored under the id, or it has expired."""
 
     retriable = False
+
+
+class RequestInProgress(PortError):
+    """Another worker holds this request and may still send it; try again later."""
+
+    retriable = True

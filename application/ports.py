@@ -112,10 +112,12 @@ class RequestLedger(Protocol):
     async def claim(self, request_key: str, owner: str, lease_seconds: float) -> Claim:
         """Claim `request_key` for `owner`.
 
-        Returns ACQUIRED when the request is new, was claimed by `owner` already, or
-        its previous claimant's lease ran out before the send started. Returns
-        IN_PROGRESS while another owner's lease runs, SEND_STARTED once a send was
-        started, and COMPLETED once the request was handled. Raises `StoreUnavailable`.
+        Returns ACQUIRED when the request is new, is held by `owner` already in any
+        state but completed (so `owner` can retry its own send), or its previous
+        claimant's lease ran out before the send started. Otherwise returns
+        IN_PROGRESS while another owner's lease runs, SEND_STARTED once another owner
+        started a send, and COMPLETED once the request was handled. The lease is
+        renewed on every call by its owner. Raises `StoreUnavailable`.
         """
         ...
 

@@ -82,7 +82,7 @@ class RecordDeliveryStatus:
         except VerificationNotFound:
             return self._unknown_message(report)
         if updated is None:
-            logger.debug(
+            logger.info(
                 "delivery_status_ignored",
                 extra={"verification_id": verification_id, "status": str(status)},
             )

@@ -3,23 +3,40 @@
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 
-from application.errors import MessageRejected, PortError, VerificationNotFound
+from application.errors import (
+    MessageRejected,
+    PortError,
+    ProviderUnavailable,
+    RequestInProgress,
+    VerificationNotFound,
+)
+from application.policy import VerificationPolicy
 from application.ports import (
+    Claim,
     Clock,
     CodeGenerator,
     MessageSender,
     Notifier,
     OutgoingMessage,
     PhoneNumberParser,
+    PlainCodeStore,
+    RequestLedger,
+    SendLimiter,
     VerificationStore,
 )
 from domain.code import CodeDigester, VerificationCode
 from domain.delivery import DeliveryStatus
 from domain.errors import InvalidPhoneNumber, InvalidVerificationId
-from domain.events import CodeSent, SendFailed, SendFailureReason
+from domain.events import (
+    CodeSent,
+    SendFailed,
+    SendFailureReason,
+    SendRejected,
+    SendRejectionReason,
+)
+from domain.phone import PhoneNumber
 from domain.verification import Verification, check_verification_id
 
 logger = logging.getLogger(__name__)
@@ -29,17 +46,24 @@ CODE_PLACEHOLDER = "{code}"
 
 @dataclass(frozen=True, slots=True)
 class VerificationRequest:
-    """A request from another service to verify a phone, as read from the topic."""
+    """A request from another service to verify a phone, as read from the topic.
+
+    `request_key` identifies this request across redeliveries: the producer's
+    `request_id`, or the record's topic, partition and offset.
+    """
 
     verification_id: str
     phone: str
     locale: str | None = None
+    request_key: str | None = None
 
 
 class RequestOutcome(StrEnum):
     SENT = "sent"
     INVALID_REQUEST = "invalid_request"
+    REJECTED_BY_RULE = "rejected_by_rule"
     REJECTED_BY_PROVIDER = "rejected_by_provider"
+    DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +81,17 @@ class MessageTemplate:
         return self.text.replace(CODE_PLACEHOLDER, code.value)
 
 
+class _Rejected(Exception):
+    """A rule stopped the send; carries the event to publish."""
+
+    def __init__(self, reason: SendRejectionReason, retry_after_seconds: int | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
+
+
 class RequestVerification:
-    """Sends a fresh code for a verification request."""
+    """Sends a fresh code for a verification request, once per request."""
 
     def __init__(
         self,
@@ -70,7 +103,10 @@ class RequestVerification:
         phones: PhoneNumberParser,
         digester: CodeDigester,
         template: MessageTemplate,
-        code_time_to_live: timedelta,
+        ledger: RequestLedger,
+        limiter: SendLimiter,
+        plain_codes: PlainCodeStore,
+        policy: VerificationPolicy,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -80,15 +116,43 @@ class RequestVerification:
         self._phones = phones
         self._digester = digester
         self._template = template
-        self._code_time_to_live = code_time_to_live
+        self._ledger = ledger
+        self._limiter = limiter
+        self._plain_codes = plain_codes
+        self._policy = policy
 
-    async def execute(self, request: VerificationRequest) -> RequestOutcome:
-        """Send a code for `request` and publish `CodeSent` or `SendFailed`.
+    async def execute(self, request: VerificationRequest, owner: str) -> RequestOutcome:
+        """Send a code for `request` and publish what happened.
 
-        Raises the retriable `PortError`s of the store and sender unchanged, so the
-        caller can retry the whole request. A retry draws a new code, which replaces
-        the stored one.
+        `owner` names this handling of the request. A retry by the same owner
+        proceeds, while a redelivery whose send was already started or that was
+        already handled sends nothing and returns DUPLICATE. Raises
+        `RequestInProgress` while another owner holds the request, and the retriable
+        `PortError`s of the store and sender unchanged, so the caller can retry.
         """
+        if request.request_key is not None:
+            claim = await self._ledger.claim(
+                request.request_key, owner, self._policy.claim_lease.total_seconds()
+            )
+            if claim is Claim.IN_PROGRESS:
+                raise RequestInProgress(f"request {request.request_key} is held by another worker")
+            if claim is not Claim.ACQUIRED:
+                logger.info(
+                    "request_duplicate",
+                    extra={
+                        "verification_id": request.verification_id[:128],
+                        "request_key": request.request_key,
+                        "claim": str(claim),
+                    },
+                )
+                return RequestOutcome.DUPLICATE
+
+        outcome = await self._handle(request, owner)
+
+        await self._complete(request, owner)
+        return outcome
+
+    async def _handle(self, request: VerificationRequest, owner: str) -> RequestOutcome:
         try:
             verification_id = check_verification_id(request.verification_id)
             phone = self._phones.parse(request.phone)
@@ -96,40 +160,101 @@ class RequestVerification:
             await self._reject_input(request, error)
             return RequestOutcome.INVALID_REQUEST
 
+        try:
+            code, verification = await self._start(verification_id, phone, request, owner)
+        except _Rejected as rejection:
+            await self._publish_rejection(verification_id, phone, rejection)
+            return RequestOutcome.REJECTED_BY_RULE
+
+        if self._policy.legacy_plain_code:
+            await self._plain_codes.put(
+                verification_id, code, verification.seconds_to_live(self._clock.now())
+            )
+        if request.request_key is not None:
+            await self._ledger.mark_send_started(request.request_key, owner)
+
+        return await self._send(verification, code, owner)
+
+    async def _start(
+        self,
+        verification_id: str,
+        phone: PhoneNumber,
+        request: VerificationRequest,
+        owner: str,
+    ) -> tuple[VerificationCode, Verification]:
+        """Apply the send rules, then store the new code's digest. Raises `_Rejected`."""
+        now = self._clock.now()
+        allowed = self._policy.allowed_countries
+        if allowed and phone.region not in allowed:
+            raise _Rejected(SendRejectionReason.COUNTRY_NOT_ALLOWED, None)
+
+        live = await self._store.get(verification_id)
+        wait = live.resend_wait_seconds(now, self._policy.resend_cooldown) if live else 0
+        if wait:
+            raise _Rejected(SendRejectionReason.COOLDOWN, wait)
+
+        decision = await self._limiter.acquire(phone, owner, now)
+        if not decision.allowed:
+            raise _Rejected(
+                decision.reason or SendRejectionReason.GLOBAL_LIMIT, decision.retry_after_seconds
+            )
+
         code = self._codes.generate()
         verification = Verification.start(
             verification_id,
             phone,
             self._digester.digest(code, verification_id),
-            self._clock.now(),
-            self._code_time_to_live,
+            now,
+            self._policy.code_time_to_live,
             request.locale,
         )
         # Stored before sending, so a status callback that overtakes the send call's
-        # response finds the record.
-        await self._store.create(verification)
+        # response finds the record. The cooldown is tested again atomically here,
+        # because another worker may have sent a code since the read above.
+        blocking = await self._store.create(
+            verification,
+            may_replace=lambda current: (
+                current.resend_wait_seconds(now, self._policy.resend_cooldown) == 0
+            ),
+        )
+        if blocking is not None:
+            await self._limiter.release(phone, owner)
+            raise _Rejected(
+                SendRejectionReason.COOLDOWN,
+                blocking.resend_wait_seconds(now, self._policy.resend_cooldown),
+            )
+        return code, verification
 
-        message = OutgoingMessage(verification_id, phone, self._template.render(code))
+    async def _send(
+        self, verification: Verification, code: VerificationCode, owner: str
+    ) -> RequestOutcome:
+        message = OutgoingMessage(verification.id, verification.phone, self._template.render(code))
         try:
             receipt = await self._sender.send(message)
         except MessageRejected as error:
             await self._record_failure(
-                verification_id,
+                verification.id,
                 SendFailureReason.REJECTED_BY_PROVIDER,
                 error.detail,
                 error.error_code,
             )
             return RequestOutcome.REJECTED_BY_PROVIDER
+        except ProviderUnavailable:
+            # The retry counts its own send against the limits again.
+            await self._limiter.release(verification.phone, owner)
+            raise
 
         now = self._clock.now()
         await self._store.update(
-            verification_id,
+            verification.id,
             lambda current: current.accept_message(receipt.sid, receipt.status, now),
         )
-        await self._notifier.publish(CodeSent(verification_id, phone.masked(), receipt.sid, now))
+        await self._notifier.publish(
+            CodeSent(verification.id, verification.phone.masked(), receipt.sid, now)
+        )
         logger.info(
             "code_sent",
-            extra={"verification_id": verification_id, "message_sid": receipt.sid},
+            extra={"verification_id": verification.id, "message_sid": receipt.sid},
         )
         return RequestOutcome.SENT
 
@@ -141,7 +266,7 @@ class RequestVerification:
             )
         )
 
-    async def abandon(self, request: VerificationRequest, error: PortError) -> None:
+    async def abandon(self, request: VerificationRequest, owner: str, error: PortError) -> None:
         """Record that retries for `request` ran out, and publish `SendFailed`."""
         error_code = getattr(error, "error_code", None)
         await self._record_failure(
@@ -150,6 +275,11 @@ class RequestVerification:
             str(error),
             error_code,
         )
+        await self._complete(request, owner)
+
+    async def _complete(self, request: VerificationRequest, owner: str) -> None:
+        if request.request_key is not None:
+            await self._ledger.complete(request.request_key, owner)
 
     async def _reject_input(self, request: VerificationRequest, error: Exception) -> None:
         reason = (
@@ -159,12 +289,38 @@ class RequestVerification:
         )
         logger.warning(
             "request_rejected",
-            extra={"verification_id": request.verification_id[:40], "reason": str(reason)},
+            extra={
+                "verification_id": request.verification_id[:128],
+                "reason": str(reason),
+                # Both errors mask the phone number they quote.
+                "error": str(error),
+            },
         )
         if request.verification_id:
             await self._notifier.publish(
                 SendFailed(request.verification_id, reason, str(error), self._clock.now())
             )
+
+    async def _publish_rejection(
+        self, verification_id: str, phone: PhoneNumber, rejection: _Rejected
+    ) -> None:
+        logger.warning(
+            "send_rejected",
+            extra={
+                "verification_id": verification_id,
+                "phone": phone.masked(),
+                "reason": str(rejection.reason),
+                "retry_after_seconds": rejection.retry_after_seconds,
+            },
+        )
+        await self._notifier.publish(
+            SendRejected(
+                verification_id,
+                rejection.reason,
+                self._clock.now(),
+                rejection.retry_after_seconds,
+            )
+        )
 
     async def _record_failure(
         self,

@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from devtools.hub import start_printing_hub
-from devtools.ports import free_port, wait_for_port_async
+from devtools.ports import wait_for_port_async
 from devtools.publish import publish_request
 from devtools.tansu import TansuBroker
 
@@ -130,6 +130,22 @@ async def print_emulator_messages(base_url: str) -> None:
             await asyncio.sleep(0.5)
 
 
+def check_ports_free() -> None:
+    """Raise `RuntimeError` naming the first local-run port that something already uses."""
+    ports = {
+        BROKER_PORT: "broker",
+        EMULATOR_PORT: "Twilio emulator",
+        HUB_PORT: "hub",
+        WEBHOOK_PORT: "webhook",
+    }
+    for port, role in ports.items():
+        if not _port_is_free(port):
+            raise RuntimeError(
+                f"port {port} for the {role} is in use on 127.0.0.1: stop what holds it "
+                f"(`ss -ltnp 'sport = :{port}'` shows it), for example a previous local run"
+            )
+
+
 async def run_services(children: Children, broker: TansuBroker) -> None:
     await create_topic(broker.bootstrap_servers)
     say(f"broker on {broker.bootstrap_servers}, topic {TOPIC}, {TOPIC_PARTITIONS} partitions")
@@ -156,17 +172,27 @@ async def run_services(children: Children, broker: TansuBroker) -> None:
     say(json.dumps({"published": {"Id": "demo-user-1", "Phone": DEMO_PHONE}}))
     say(
         "\nThe service is running. Publish another request from a second terminal with:\n"
-        f"  .venv/bin/python -m devtools.publish --bootstrap-servers {broker.bootstrap_servers}"
-        " --id user-42 --phone 0991234567\n"
+        "  .venv/bin/python -m devtools.publish --id user-42 --phone 0991234567\n"
         "Logs are in .local/. Press Ctrl-C to stop.\n"
     )
     try:
-        while True:
-            children.check()
-            await asyncio.sleep(1)
+        await wait_for_stop(children)
     finally:
         watcher.cancel()
+        # The services stop before the hub, so they can still send their last events.
+        await asyncio.to_thread(children.stop)
         hub.close()
+
+
+async def wait_for_stop(children: Children) -> None:
+    """Return on SIGTERM; Ctrl-C arrives as KeyboardInterrupt; raise if a child died."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    while not stop.is_set():
+        children.check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1)
+    say("stopping")
 
 
 def _port_is_free(port: int) -> bool:
@@ -177,9 +203,9 @@ def _port_is_free(port: int) -> bool:
 def main() -> None:
     STATE_DIRECTORY.mkdir(exist_ok=True)
     children = Children()
-    broker_port = BROKER_PORT if _port_is_free(BROKER_PORT) else free_port()
-    broker = TansuBroker(port=broker_port, log_path=STATE_DIRECTORY / "broker.log")
+    broker = TansuBroker(port=BROKER_PORT, log_path=STATE_DIRECTORY / "broker.log")
     try:
+        check_ports_free()
         subprocess.run([str(REPOSITORY / "scripts" / "ensure-redis")], check=True)
         say("Redis answers on 127.0.0.1:6379")
         broker.start()

@@ -15,10 +15,16 @@ from adapters.notification.log import LogNotifier
 from adapters.notification.websocket import WebSocketNotifier
 from adapters.phone import PhonenumbersParser
 from adapters.redis.connection import create_redis_client
+from adapters.redis.ledger import RedisRequestLedger
+from adapters.redis.limiter import RedisSendLimiter
+from adapters.redis.plain_codes import RedisPlainCodeStore
 from adapters.redis.store import RedisVerificationStore
 from adapters.system import SecretsCodeGenerator, SystemClock
 from adapters.twilio.sender import TwilioMessageSender
 from adapters.twilio.signature import TwilioSignatureValidator
+from application.check_verification import CheckVerification
+from application.manage_verification import ManageVerification
+from application.policy import VerificationPolicy
 from application.ports import Notifier
 from application.record_delivery_status import RecordDeliveryStatus
 from application.request_verification import MessageTemplate, RequestVerification
@@ -27,7 +33,7 @@ from entrypoints.settings import Settings
 
 
 async def _redis_client(settings: Settings) -> AsyncIterator[Redis]:
-    client = create_redis_client(settings.REDIS_CONNECTION)
+    client = create_redis_client(settings.REDIS_CONNECTION, cluster=settings.REDIS_CLUSTER)
     try:
         yield client
     finally:
@@ -79,6 +85,17 @@ def _code_secret(settings: Settings) -> bytes:
     return settings.CODE_SECRET.get_secret_value().encode()
 
 
+def _policy(settings: Settings) -> VerificationPolicy:
+    return VerificationPolicy(
+        code_time_to_live=timedelta(seconds=settings.CODE_TTL_SECONDS),
+        max_check_attempts=settings.MAX_CHECK_ATTEMPTS,
+        resend_cooldown=timedelta(seconds=settings.RESEND_COOLDOWN_SECONDS),
+        allowed_countries=settings.allowed_countries,
+        claim_lease=timedelta(seconds=settings.SEND_MAX_ELAPSED_SECONDS * 2),
+        legacy_plain_code=settings.LEGACY_PLAIN_CODE,
+    )
+
+
 T = TypeVar("T")
 
 
@@ -111,11 +128,30 @@ class Container(containers.DeclarativeContainer):
     phones = providers.Singleton(PhonenumbersParser, settings.provided.DEFAULT_REGION)
     digester = providers.Singleton(CodeDigester, providers.Callable(_code_secret, settings))
     template = providers.Singleton(MessageTemplate, settings.provided.MESSAGE_TEMPLATE)
+    policy = providers.Singleton(_policy, settings)
 
     redis = providers.Resource(_redis_client, settings)
     store = providers.Singleton(
-        RedisVerificationStore, redis, key_prefix=settings.provided.REDIS_KEY_PREFIX
+        RedisVerificationStore,
+        redis,
+        key_prefix=settings.provided.REDIS_KEY_PREFIX,
+        retention_seconds=settings.provided.RECORD_RETENTION_SECONDS,
     )
+    ledger = providers.Singleton(
+        RedisRequestLedger,
+        redis,
+        key_prefix=settings.provided.REDIS_KEY_PREFIX,
+        window_seconds=settings.provided.IDEMPOTENCY_WINDOW_SECONDS,
+    )
+    limiter = providers.Singleton(
+        RedisSendLimiter,
+        redis,
+        key_prefix=settings.provided.REDIS_KEY_PREFIX,
+        per_phone_per_hour=settings.provided.MAX_SENDS_PER_PHONE_PER_HOUR,
+        per_phone_per_day=settings.provided.MAX_SENDS_PER_PHONE_PER_DAY,
+        global_per_minute=settings.provided.MAX_SENDS_PER_MINUTE,
+    )
+    plain_codes = providers.Singleton(RedisPlainCodeStore, redis)
     sender = providers.Resource(_twilio_sender, settings)
     notifier = providers.Resource(_notifier, settings)
     signature_validator = providers.Singleton(
@@ -136,12 +172,25 @@ class Container(containers.DeclarativeContainer):
         phones=phones,
         digester=digester,
         template=template,
-        code_time_to_live=providers.Callable(
-            lambda seconds: timedelta(seconds=seconds), settings.provided.CODE_TTL_SECONDS
-        ),
+        ledger=ledger,
+        limiter=limiter,
+        plain_codes=plain_codes,
+        policy=policy,
     )
     record_delivery_status = providers.Singleton(
         RecordDeliveryStatus, store=store, notifier=notifier, clock=clock
+    )
+    check_verification = providers.Singleton(
+        CheckVerification,
+        store=store,
+        notifier=notifier,
+        clock=clock,
+        digester=digester,
+        plain_codes=plain_codes,
+        policy=policy,
+    )
+    manage_verification = providers.Singleton(
+        ManageVerification, store=store, clock=clock, plain_codes=plain_codes, policy=policy
     )
 
     retry_policy = providers.Singleton(

@@ -30,41 +30,50 @@ class Settings(BaseSettings):
     KAFKA_SERVER: str = Field(
         "localhost:9092",
         min_length=1,
-        description="comma-separated Kafka bootstrap servers as host:port",
+        description="the Kafka bootstrap servers as comma-separated host:port pairs",
     )
     KAFKA_TOPIC: str = Field(
         "Verification",
         pattern=r"^[A-Za-z0-9._-]{1,249}$",
-        description="the topic to consume requests from (letters, digits, '.', '_', '-')",
+        description="the topic of the requests (letters, digits, '.', '_', '-')",
     )
     KAFKA_GROUP_ID: str = Field(
         "verification-group", min_length=1, description="the Kafka consumer group id"
     )
     KAFKA_AUTO_OFFSET_RESET: Literal["earliest", "latest"] = Field(
-        "earliest", description="where a new group starts reading: earliest or latest"
+        "earliest", description="earliest or latest, where a new consumer group starts reading"
     )
     KAFKA_SESSION_TIMEOUT_MS: int = Field(
         10_000,
         ge=1_000,
         le=300_000,
-        description="consumer session timeout in milliseconds (1000 to 300000)",
+        description="the consumer session timeout in milliseconds (1000 to 300000)",
+    )
+
+    SHUTDOWN_TIMEOUT_SECONDS: Seconds = Field(
+        30.0,
+        description="the seconds a stopping worker gives the message in hand before it "
+        "leaves it uncommitted for the next owner",
     )
 
     # Redis
     REDIS_CONNECTION: str = Field(
         "localhost:6379",
-        description="Redis as host:port or a redis://, rediss:// or unix:// URL",
+        description="the Redis address as host:port or a redis://, rediss:// or unix:// URL",
+    )
+    REDIS_CLUSTER: bool = Field(
+        False, description="true when REDIS_CONNECTION names a node of a Redis Cluster, else false"
     )
     REDIS_KEY_PREFIX: str = Field(
         "verification",
         pattern=r"^[A-Za-z0-9._:-]{1,64}$",
-        description="prefix of every Redis key this service writes",
+        description="the prefix of every Redis key this service writes (letters, digits, ._:-)",
     )
 
     # Twilio
     TWILIO_ACCOUNT_SID: str = Field(
         pattern=r"^AC[0-9a-fA-F]{32}$",
-        description="your Twilio Account SID: 'AC' and 32 hex digits, from the Twilio console",
+        description="your Twilio Account SID, AC and 32 hex digits, from the Twilio console",
     )
     TWILIO_AUTH_TOKEN: SecretStr = Field(
         min_length=1, description="the auth token of your Twilio account"
@@ -78,13 +87,13 @@ class Settings(BaseSettings):
         description="base URL of the Twilio REST API; change it only to use an emulator",
     )
     TWILIO_TIMEOUT_SECONDS: Seconds = Field(
-        10.0, description="how long one Twilio API call may take, in seconds"
+        10.0, description="the time limit of one Twilio API call in seconds, above 0"
     )
     SEND_MAX_ATTEMPTS: int = Field(
-        5, ge=1, le=50, description="how many times one send is tried (1 to 50)"
+        5, ge=1, le=50, description="the number of tries of one send (1 to 50)"
     )
     SEND_MAX_ELAPSED_SECONDS: Seconds = Field(
-        60.0, description="how long retries of one send may go on, in seconds"
+        60.0, description="the time limit of the retries of one send in seconds, above 0"
     )
 
     # Webhook
@@ -93,7 +102,7 @@ class Settings(BaseSettings):
         "it must match what Twilio signs, so use the address in front of any proxy",
     )
     WEBHOOK_HOST: str = Field(
-        "127.0.0.1", min_length=1, description="the address the webhook listens on"
+        "127.0.0.1", min_length=1, description="the address the webhook listens on, such as 0.0.0.0"
     )
     WEBHOOK_PORT: int = Field(
         4002, ge=1, le=65535, description="the port the webhook listens on (1 to 65535)"
@@ -106,38 +115,81 @@ class Settings(BaseSettings):
         "for example the output of: openssl rand -hex 32",
     )
     CODE_TTL_SECONDS: int = Field(
-        300, ge=30, le=86_400, description="how long a code stays valid, in seconds (30 to 86400)"
+        300, ge=30, le=86_400, description="the lifetime of a code in seconds (30 to 86400)"
     )
     CODE_LENGTH: int = Field(
         6,
         ge=MIN_CODE_LENGTH,
         le=MAX_CODE_LENGTH,
-        description=f"number of characters in a code ({MIN_CODE_LENGTH} to {MAX_CODE_LENGTH})",
+        description=f"the number of characters in a code ({MIN_CODE_LENGTH} to {MAX_CODE_LENGTH})",
     )
     CODE_ALPHABET: CodeAlphabet = Field(
-        CodeAlphabet.NUMERIC, description="characters of a code: numeric or alphanumeric"
+        CodeAlphabet.NUMERIC, description="numeric or alphanumeric, the characters of a code"
     )
     MESSAGE_TEMPLATE: str = Field(
         "Your verification code is: {code}",
         pattern=r"\{code\}",
         max_length=1500,
-        description="the message text, containing {code} where the code goes",
+        description="the message text, with {code} where the code goes",
+    )
+    MAX_CHECK_ATTEMPTS: int = Field(
+        5, ge=1, le=100, description="the checks allowed per code before it is dead (1 to 100)"
+    )
+    RESEND_COOLDOWN_SECONDS: int = Field(
+        30,
+        ge=0,
+        le=3_600,
+        description="the seconds before a new code may replace a live one (0 to 3600)",
+    )
+    MAX_SENDS_PER_PHONE_PER_HOUR: int = Field(
+        5, ge=0, description="the codes sent to one phone in any hour, or 0 for no limit"
+    )
+    MAX_SENDS_PER_PHONE_PER_DAY: int = Field(
+        10, ge=0, description="the codes sent to one phone in any 24 hours, or 0 for no limit"
+    )
+    MAX_SENDS_PER_MINUTE: int = Field(
+        0, ge=0, description="the codes sent by all workers together per minute, or 0 for no limit"
+    )
+    ALLOWED_COUNTRIES: str = Field(
+        "",
+        pattern=r"^\s*([A-Za-z]{2}\s*(,\s*[A-Za-z]{2}\s*)*)?$",
+        description="the comma-separated ISO 3166-1 alpha-2 regions that may get codes, "
+        "such as EC,CO, or empty for all",
+    )
+    IDEMPOTENCY_WINDOW_SECONDS: int = Field(
+        86_400,
+        ge=60,
+        description="the seconds a handled request is remembered, so a redelivery sends nothing",
+    )
+    RECORD_RETENTION_SECONDS: int = Field(
+        3_600,
+        ge=0,
+        description="the seconds a verification stays readable after its code expires",
+    )
+    LEGACY_PLAIN_CODE: bool = Field(
+        False,
+        description="true to also store the plain code under the bare id (SET <Id> <code>) "
+        "for consumers of the older contract, else false",
+    )
+    API_TOKEN: SecretStr | None = Field(
+        None,
+        description="the bearer token the /verifications endpoints require; set it in production",
     )
     DEFAULT_REGION: str | None = Field(
         None,
-        description="ISO 3166-1 alpha-2 region for national numbers, such as EC or GB; "
-        "leave empty to accept only E.164 numbers",
+        description="the ISO 3166-1 alpha-2 region of national numbers, such as EC or GB, "
+        "or empty to accept only E.164 numbers",
     )
 
     # Notifications
     MESSAGES_USERS_URL: str | None = Field(
         None,
         pattern=r"^wss?://\S+$",
-        description="ws:// or wss:// URL of the WebSocket hub that receives events; "
-        "leave empty to only log events",
+        description="the ws:// or wss:// URL of the WebSocket hub that receives events, "
+        "or empty to only log them",
     )
     NOTIFICATION_BUFFER_SIZE: int = Field(
-        10_000, ge=1, le=1_000_000, description="events kept while the hub is away"
+        10_000, ge=1, le=1_000_000, description="the number of events kept while the hub is away"
     )
 
     # Logging
@@ -148,7 +200,7 @@ class Settings(BaseSettings):
         "auto", description="json, console, or auto (console on a terminal, else json)"
     )
 
-    @field_validator("DEFAULT_REGION", "MESSAGES_USERS_URL", mode="before")
+    @field_validator("DEFAULT_REGION", "MESSAGES_USERS_URL", "API_TOKEN", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -157,6 +209,16 @@ class Settings(BaseSettings):
     @classmethod
     def _known_region(cls, value: str | None) -> str | None:
         return check_region(value) if value else None
+
+    @field_validator("ALLOWED_COUNTRIES")
+    @classmethod
+    def _known_countries(cls, value: str) -> str:
+        regions = [check_region(part) for part in value.split(",") if part.strip()]
+        return ",".join(regions)
+
+    @property
+    def allowed_countries(self) -> frozenset[str]:
+        return frozenset(part for part in self.ALLOWED_COUNTRIES.split(",") if part)
 
     @field_validator("REDIS_CONNECTION")
     @classmethod
@@ -168,5 +230,8 @@ class Settings(BaseSettings):
     def _sender_number(cls, value: str) -> str:
         number = value.strip().removeprefix("whatsapp:").strip()
         if not number.startswith("+") or not number[1:].isdigit() or not 8 <= len(number) <= 16:
-            raise ValueError(f"invalid number {value!r}")
+            raise ValueError(
+                f"invalid number {value!r}: use E.164 such as +14155550100, "
+                "with or without whatsapp:"
+            )
         return number

@@ -27,6 +27,13 @@ def describe_errors(error: ValidationError) -> list[str]:
         hint = field.description if field and field.description else "see .env.example"
         if item["type"] == "missing":
             lines.append(f"configuration error: {name} is missing: set it to {hint}")
+        elif item.get("input") in ("", None) or _is_empty_secret(item.get("input")):
+            lines.append(f"configuration error: {name} is empty: set it to {hint}")
+        elif item["type"] == "value_error":
+            # The validators' own messages already name the accepted forms.
+            reason = str(item.get("ctx", {}).get("error", item["msg"]))
+            shown = "" if _is_secret(name) else f" {_shorten(item.get('input'))}"
+            lines.append(f"configuration error: {name} has invalid value{shown}: {reason}")
         else:
             # Secrets are never echoed back, even when invalid.
             shown = "" if _is_secret(name) else f" {_shorten(item.get('input'))}"
@@ -43,8 +50,12 @@ def _exit_with(error: ValidationError) -> NoReturn:
     sys.exit(CONFIGURATION_ERROR_EXIT_CODE)
 
 
+def _is_empty_secret(value: object) -> bool:
+    return hasattr(value, "get_secret_value") and not value.get_secret_value()
+
+
 def _is_secret(name: str) -> bool:
-    return name in {"TWILIO_AUTH_TOKEN", "CODE_SECRET"}
+    return name in {"TWILIO_AUTH_TOKEN", "CODE_SECRET", "API_TOKEN"}
 
 
 def _shorten(value: object) -> str:

@@ -1,12 +1,13 @@
 """Consumes the request topic in a consumer group and commits each message once handled."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
 logger = logging.getLogger(__name__)
 
@@ -48,23 +49,33 @@ class KafkaRequestConsumer:
 
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
+        consumer_factory: Callable[[], AIOKafkaConsumer],
         handler: MessageHandler,
         poll_timeout_ms: int = 500,
         max_records: int = 100,
+        shutdown_timeout_seconds: float = 30.0,
+        start_retry_max_wait_seconds: float = 10.0,
     ) -> None:
-        self._consumer = consumer
+        self._consumer_factory = consumer_factory
+        self._consumer = consumer_factory()
         self._handler = handler
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
+        self._shutdown_timeout_seconds = shutdown_timeout_seconds
+        self._start_retry_max_wait_seconds = start_retry_max_wait_seconds
         self._stopping = asyncio.Event()
 
     def request_stop(self) -> None:
-        """Finish the message in hand, commit it and return from `run`."""
+        """Finish the message in hand, commit it and return from `run`.
+
+        A message still in hand after the shutdown timeout is abandoned uncommitted,
+        so the next owner of its partition handles it again.
+        """
         self._stopping.set()
 
     async def run(self) -> None:
-        await self._consumer.start()
+        if not await self._start():
+            return
         logger.info(
             "consumer_started",
             extra={"topics": sorted(self._consumer.subscription())},
@@ -81,6 +92,27 @@ class KafkaRequestConsumer:
         finally:
             await self._stop_consumer()
             logger.info("consumer_stopped")
+
+    async def _start(self) -> bool:
+        """Start the consumer, retrying while the broker is unreachable; False if stopped."""
+        wait = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._consumer.start()
+                return True
+            except KafkaConnectionError as error:
+                logger.warning(
+                    "consumer_start_failed",
+                    extra={"error": str(error), "retry_in_seconds": wait},
+                )
+                await self._stop_consumer()
+                # aiokafka consumers cannot be started again once stopped.
+                self._consumer = self._consumer_factory()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+            wait = min(wait * 2, self._start_retry_max_wait_seconds)
+        await self._stop_consumer()
+        return False
 
     async def _stop_consumer(self) -> None:
         try:
@@ -103,8 +135,40 @@ class KafkaRequestConsumer:
             if partition not in self._consumer.assignment():
                 # Revoked in a rebalance: the new owner reads the rest from the last commit.
                 return
-            await self._handler(ConsumedMessage.from_record(record))
+            if not await self._handle_in_time(ConsumedMessage.from_record(record)):
+                return
             await self._commit(partition, record.offset + 1)
+
+    async def _handle_in_time(self, message: ConsumedMessage) -> bool:
+        """Run the handler; once a stop is requested, give it the shutdown timeout.
+
+        Returns False when the handler was cancelled at the timeout, so the message
+        must not be committed.
+        """
+        handling = asyncio.ensure_future(self._handler(message))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({handling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not handling.done():
+                await asyncio.wait({handling}, timeout=self._shutdown_timeout_seconds)
+        finally:
+            stopping.cancel()
+        if handling.done():
+            handling.result()
+            return True
+        handling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await handling
+        logger.warning(
+            "message_abandoned_at_shutdown",
+            extra={
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "shutdown_timeout_seconds": self._shutdown_timeout_seconds,
+            },
+        )
+        return False
 
     async def _commit(self, partition: TopicPartition, next_offset: int) -> None:
         try:

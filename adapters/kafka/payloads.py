@@ -35,6 +35,12 @@ class RequestPayload(BaseModel):
     locale: str | None = Field(
         None, validation_alias=AliasChoices("Locale", "locale"), max_length=35
     )
+    request_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RequestId", "request_id"),
+        min_length=1,
+        max_length=128,
+    )
 
     @field_validator("verification_id", mode="before")
     @classmethod
@@ -45,8 +51,12 @@ class RequestPayload(BaseModel):
         return value
 
 
-def parse_request(value: bytes | None) -> VerificationRequest:
-    """Decode one message body, or raise `InvalidPayload` saying what is wrong."""
+def parse_request(value: bytes | None, record_key: str | None = None) -> VerificationRequest:
+    """Decode one message body, or raise `InvalidPayload` saying what is wrong.
+
+    The request is identified by the producer's `request_id` when given, otherwise
+    by `record_key`, the record's position in the topic.
+    """
     if value is None:
         raise InvalidPayload("empty message: expected a JSON object with Id and Phone")
     if len(value) > MAX_PAYLOAD_BYTES:
@@ -54,8 +64,12 @@ def parse_request(value: bytes | None) -> VerificationRequest:
             f"message of {len(value)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
         )
     try:
-        document = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidPayload(f"message is not UTF-8 text: {error}") from error
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
         raise InvalidPayload(f"message is not JSON: {error}") from error
     if not isinstance(document, dict):
         raise InvalidPayload(
@@ -66,7 +80,8 @@ def parse_request(value: bytes | None) -> VerificationRequest:
         payload = RequestPayload.model_validate(document)
     except ValidationError as error:
         raise InvalidPayload(_describe(error), _loose_id(document)) from error
-    return VerificationRequest(payload.verification_id, payload.phone, payload.locale)
+    request_key = f"request:{payload.request_id}" if payload.request_id else record_key
+    return VerificationRequest(payload.verification_id, payload.phone, payload.locale, request_key)
 
 
 def _describe(error: ValidationError) -> str:

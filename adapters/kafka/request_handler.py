@@ -1,6 +1,7 @@
 """Turns one consumed Kafka message into a RequestVerification call, with bounded retries."""
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 import structlog
@@ -15,7 +16,7 @@ from tenacity import (
 
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.payloads import InvalidPayload, parse_request
-from application.errors import ProviderUnavailable, StoreUnavailable
+from application.errors import ProviderUnavailable, RequestInProgress, StoreUnavailable
 from application.request_verification import RequestVerification, VerificationRequest
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ class RequestMessageHandler:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
 
     async def _handle(self, message: ConsumedMessage) -> None:
+        record_key = f"{message.topic}:{message.partition}:{message.offset}"
         try:
-            request = parse_request(message.value)
+            request = parse_request(message.value, record_key)
         except InvalidPayload as error:
             logger.warning(
                 "request_invalid",
@@ -64,21 +66,25 @@ class RequestMessageHandler:
             return
 
         logger.debug("request_received", extra={"verification_id": request.verification_id})
-        await self._while_store_unavailable(request)
+        # One owner per handling of this message: retries below keep it, so they may
+        # resume a send this handling started, while another worker may not.
+        owner = uuid.uuid4().hex
+        await self._while_store_unavailable(request, owner)
 
-    async def _while_store_unavailable(self, request: VerificationRequest) -> None:
-        # A store outage is waited out without limit: the message stays uncommitted,
-        # so nothing is lost, and the worker resumes when the store returns.
+    async def _while_store_unavailable(self, request: VerificationRequest, owner: str) -> None:
+        # A store outage, or another worker holding the same request, is waited out
+        # without limit: the message stays uncommitted, so nothing is lost, and the
+        # worker resumes when the store returns or the other worker's claim ends.
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
+            retry=retry_if_exception_type((StoreUnavailable, RequestInProgress)),
             wait=wait_random_exponential(multiplier=0.2, max=5.0),
             before_sleep=_log_retry,
             reraise=True,
         ):
             with attempt:
-                await self._with_send_retries(request)
+                await self._with_send_retries(request, owner)
 
-    async def _with_send_retries(self, request: VerificationRequest) -> None:
+    async def _with_send_retries(self, request: VerificationRequest, owner: str) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ProviderUnavailable),
             stop=stop_after_attempt(self._retry.max_attempts)
@@ -92,9 +98,9 @@ class RequestMessageHandler:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._use_case.execute(request)
+                    await self._use_case.execute(request, owner)
         except ProviderUnavailable as error:
-            await self._use_case.abandon(request, error)
+            await self._use_case.abandon(request, owner, error)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -5,7 +5,18 @@ from datetime import UTC, datetime
 from typing import assert_never
 
 from domain.delivery import DeliveryStatus
-from domain.events import CodeSent, DeliveryStatusChanged, Event, SendFailed, SendFailureReason
+from domain.events import (
+    CheckApproved,
+    CheckFailed,
+    CheckFailureReason,
+    CodeSent,
+    DeliveryStatusChanged,
+    Event,
+    SendFailed,
+    SendFailureReason,
+    SendRejected,
+    SendRejectionReason,
+)
 from domain.phone import mask_phone
 
 MAX_MESSAGE_LENGTH = 300
@@ -15,6 +26,21 @@ _SEND_FAILURE_MESSAGES = {
     SendFailureReason.INVALID_REQUEST: "The verification request is invalid",
     SendFailureReason.REJECTED_BY_PROVIDER: "The provider rejected the message",
     SendFailureReason.PROVIDER_UNAVAILABLE: "The provider could not be reached",
+}
+
+_SEND_REJECTION_MESSAGES = {
+    SendRejectionReason.COOLDOWN: "A code was sent moments ago; wait before requesting another",
+    SendRejectionReason.PHONE_HOURLY_LIMIT: "Too many codes for this phone in the last hour",
+    SendRejectionReason.PHONE_DAILY_LIMIT: "Too many codes for this phone in the last day",
+    SendRejectionReason.GLOBAL_LIMIT: "Too many codes are being sent right now",
+    SendRejectionReason.COUNTRY_NOT_ALLOWED: "Codes are not sent to this country",
+}
+
+_CHECK_FAILURE_MESSAGES = {
+    CheckFailureReason.INCORRECT: "The code is incorrect",
+    CheckFailureReason.EXPIRED: "The code has expired or was already used",
+    CheckFailureReason.NOT_FOUND: "No verification was found",
+    CheckFailureReason.TOO_MANY_ATTEMPTS: "Too many incorrect attempts; request a new code",
 }
 
 _DELIVERY_STATUS_MESSAGES = {
@@ -57,6 +83,15 @@ def event_to_frame(event: Event) -> dict[str, object]:
             return _send_failed_frame(event)
         case DeliveryStatusChanged():
             return _delivery_status_frame(event)
+        case SendRejected():
+            return _send_rejected_frame(event)
+        case CheckApproved():
+            message = "The code was approved"
+            return _base_frame(
+                "check_approved", event.verification_id, True, message, event.occurred_at
+            )
+        case CheckFailed():
+            return _check_failed_frame(event)
         case _:
             assert_never(event)
 
@@ -79,6 +114,24 @@ def _send_failed_frame(event: SendFailed) -> dict[str, object]:
         **_base_frame("send_failed", event.verification_id, False, message, event.occurred_at),
         "reason": str(event.reason),
         "error_code": event.error_code,
+    }
+
+
+def _send_rejected_frame(event: SendRejected) -> dict[str, object]:
+    message = _SEND_REJECTION_MESSAGES.get(event.reason, "The code was not sent")
+    return {
+        **_base_frame("send_rejected", event.verification_id, False, message, event.occurred_at),
+        "reason": str(event.reason),
+        "retry_after_seconds": event.retry_after_seconds,
+    }
+
+
+def _check_failed_frame(event: CheckFailed) -> dict[str, object]:
+    message = _CHECK_FAILURE_MESSAGES.get(event.reason, "The code was not approved")
+    return {
+        **_base_frame("check_failed", event.verification_id, False, message, event.occurred_at),
+        "reason": str(event.reason),
+        "attempts_remaining": event.attempts_remaining,
     }
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -58,7 +59,9 @@ async def test_consumer_handles_in_order_and_commits(broker: TansuBroker, unique
             consumer.request_stop()
             done.set()
 
-    consumer = KafkaRequestConsumer(_consumer(broker, topic, group), handler, poll_timeout_ms=100)
+    consumer = KafkaRequestConsumer(
+        lambda: _consumer(broker, topic, group), handler, poll_timeout_ms=100
+    )
     await asyncio.wait_for(consumer.run(), timeout=30)
 
     assert done.is_set()
@@ -78,7 +81,7 @@ async def test_failed_handler_leaves_message_uncommitted(broker: TansuBroker, un
             raise RuntimeError("handler crashed")
 
     crashing = KafkaRequestConsumer(
-        _consumer(broker, topic, group), crashing_handler, poll_timeout_ms=100
+        lambda: _consumer(broker, topic, group), crashing_handler, poll_timeout_ms=100
     )
     with pytest.raises(RuntimeError, match="handler crashed"):
         await asyncio.wait_for(crashing.run(), timeout=30)
@@ -93,8 +96,63 @@ async def test_failed_handler_leaves_message_uncommitted(broker: TansuBroker, un
         if len(redelivered) == 2:
             consumer.request_stop()
 
-    consumer = KafkaRequestConsumer(_consumer(broker, topic, group), handler, poll_timeout_ms=100)
+    consumer = KafkaRequestConsumer(
+        lambda: _consumer(broker, topic, group), handler, poll_timeout_ms=100
+    )
     await asyncio.wait_for(consumer.run(), timeout=30)
 
     assert redelivered == [b"second", b"third"]
     assert await _committed(broker, topic, group) == 3
+
+
+async def test_stop_abandons_slow_message_uncommitted(broker: TansuBroker, unique: str) -> None:
+    topic, group = f"requests-{unique}", f"group-{unique}"
+    await _publish(broker, topic, [b"slow"])
+    started = asyncio.Event()
+
+    async def stuck_handler(message: ConsumedMessage) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    consumer = KafkaRequestConsumer(
+        lambda: _consumer(broker, topic, group),
+        stuck_handler,
+        poll_timeout_ms=100,
+        shutdown_timeout_seconds=0.5,
+    )
+    running = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+
+    consumer.request_stop()
+    await asyncio.wait_for(running, timeout=10)
+
+    assert await _committed(broker, topic, group) is None
+
+
+async def test_consumer_waits_for_broker_to_start(unique: str, tmp_path: Path) -> None:
+    late_broker = TansuBroker(log_path=tmp_path / "late.log")
+    topic, group = f"requests-{unique}", f"group-{unique}"
+    handled: list[bytes | None] = []
+
+    async def handler(message: ConsumedMessage) -> None:
+        handled.append(message.value)
+        consumer.request_stop()
+
+    consumer = KafkaRequestConsumer(
+        lambda: _consumer(late_broker, topic, group),
+        handler,
+        poll_timeout_ms=100,
+        start_retry_max_wait_seconds=0.5,
+    )
+    running = asyncio.create_task(consumer.run())
+    await asyncio.sleep(1)
+    assert not running.done()
+
+    await asyncio.to_thread(late_broker.start)
+    try:
+        await _publish(late_broker, topic, [b"after start"])
+        await asyncio.wait_for(running, timeout=40)
+    finally:
+        late_broker.stop()
+
+    assert handled == [b"after start"]

@@ -6,21 +6,15 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from dependency_injector import providers
 from twilio.request_validator import RequestValidator
 
-from adapters.memory.clock import FakeClock, FixedCodeGenerator
-from adapters.memory.sender import RecordingMessageSender
 from adapters.memory.store import InMemoryVerificationStore
 from adapters.notification.recording import RecordingNotifier
 from application.request_verification import VerificationRequest
-from devtools.ports import free_port
 from domain.delivery import DeliveryStatus
 from domain.events import DeliveryStatusChanged
-from entrypoints.container import Container
-from entrypoints.webhook import build_server
-from tests.settings import TEST_AUTH_TOKEN, make_settings
-from tests.support.servers import serving
+from tests.settings import TEST_AUTH_TOKEN
+from tests.support.fake_app import fake_app
 
 PUBLIC_URL = "https://verify.example.test"
 
@@ -28,7 +22,6 @@ PUBLIC_URL = "https://verify.example.test"
 @dataclass
 class Webhook:
     client: httpx.AsyncClient
-    container: Container
     store: InMemoryVerificationStore
     notifier: RecordingNotifier
     message_sid: str
@@ -36,28 +29,14 @@ class Webhook:
 
 @pytest.fixture
 async def webhook() -> AsyncIterator[Webhook]:
-    port = free_port()
-    settings = make_settings(WEBHOOK_PORT=port, WEBHOOK_PUBLIC_URL=PUBLIC_URL)
-    container = Container(settings=providers.Object(settings))
-    clock = FakeClock()
-    store = InMemoryVerificationStore(clock)
-    notifier = RecordingNotifier()
-    container.clock.override(providers.Object(clock))
-    container.store.override(providers.Object(store))
-    container.notifier.override(providers.Object(notifier))
-    container.sender.override(providers.Object(RecordingMessageSender()))
-    container.codes.override(providers.Object(FixedCodeGenerator("907153")))
-
-    await container.request_verification().execute(VerificationRequest("user-1", "+593991234567"))
-    stored = await store.get("user-1")
-    assert stored is not None and stored.message_sid is not None
-    notifier.clear()
-
-    async with (
-        serving(build_server(settings, container)),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
-    ):
-        yield Webhook(client, container, store, notifier, stored.message_sid)
+    async with fake_app(WEBHOOK_PUBLIC_URL=PUBLIC_URL) as app:
+        await app.container.request_verification().execute(
+            VerificationRequest("user-1", "+593991234567"), "owner-1"
+        )
+        stored = await app.store.get("user-1")
+        assert stored is not None and stored.message_sid is not None
+        app.notifier.clear()
+        yield Webhook(app.client, app.store, app.notifier, stored.message_sid)
 
 
 def _callback(sid: str, status: str, **extra: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ def test_parse_accepts_both_forms(value: bytes, request_: VerificationRequest) -
     [
         (None, "empty message", None),
         (b"not json", "not JSON", None),
-        (b"\xff\xfe", "not JSON", None),
+        (b"\xff\xfe", "not UTF-8", None),
         (b"[1, 2]", "JSON list", None),
         (b'{"Id": "u1"}', "Phone is missing", "u1"),
         (b'{"Phone": "+593991234567"}', "Id is missing", None),

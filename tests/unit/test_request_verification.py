@@ -12,7 +12,7 @@ from tests.unit.conftest import CODE, Fakes
 async def test_request_sends_code_to_parsed_number(fakes: Fakes) -> None:
     use_case = fakes.container.request_verification()
 
-    outcome = await use_case.execute(VerificationRequest("user-1", "0991234567"))
+    outcome = await use_case.execute(VerificationRequest("user-1", "0991234567"), "owner-1")
 
     assert outcome is RequestOutcome.SENT
     [message] = fakes.sender.sent
@@ -23,7 +23,7 @@ async def test_request_sends_code_to_parsed_number(fakes: Fakes) -> None:
 async def test_request_stores_digest_not_code(fakes: Fakes) -> None:
     use_case = fakes.container.request_verification()
 
-    await use_case.execute(VerificationRequest("user-1", "+593991234567", locale="es"))
+    await use_case.execute(VerificationRequest("user-1", "+593991234567", locale="es"), "owner-1")
 
     stored = await fakes.store.get("user-1")
     assert stored is not None
@@ -38,7 +38,7 @@ async def test_request_stores_digest_not_code(fakes: Fakes) -> None:
 async def test_request_publishes_code_sent_with_masked_phone(fakes: Fakes) -> None:
     use_case = fakes.container.request_verification()
 
-    await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+    await use_case.execute(VerificationRequest("user-1", "+593991234567"), "owner-1")
 
     [event] = fakes.notifier.events
     assert isinstance(event, CodeSent)
@@ -48,7 +48,7 @@ async def test_request_publishes_code_sent_with_masked_phone(fakes: Fakes) -> No
 async def test_invalid_phone_sends_and_stores_nothing(fakes: Fakes) -> None:
     use_case = fakes.container.request_verification()
 
-    outcome = await use_case.execute(VerificationRequest("user-1", "12345"))
+    outcome = await use_case.execute(VerificationRequest("user-1", "12345"), "owner-1")
 
     assert outcome is RequestOutcome.INVALID_REQUEST
     assert fakes.sender.sent == []
@@ -61,7 +61,7 @@ async def test_invalid_phone_sends_and_stores_nothing(fakes: Fakes) -> None:
 async def test_unsafe_verification_id_is_rejected(fakes: Fakes) -> None:
     use_case = fakes.container.request_verification()
 
-    outcome = await use_case.execute(VerificationRequest("user 1/{x}", "+593991234567"))
+    outcome = await use_case.execute(VerificationRequest("user 1/{x}", "+593991234567"), "owner-1")
 
     assert outcome is RequestOutcome.INVALID_REQUEST
     assert fakes.sender.sent == []
@@ -74,7 +74,7 @@ async def test_provider_rejection_marks_verification_failed(fakes: Fakes) -> Non
     fakes.sender.fail_next(MessageRejected("the recipient has unsubscribed", "21610"))
     use_case = fakes.container.request_verification()
 
-    outcome = await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+    outcome = await use_case.execute(VerificationRequest("user-1", "+593991234567"), "owner-1")
 
     assert outcome is RequestOutcome.REJECTED_BY_PROVIDER
     stored = await fakes.store.get("user-1")
@@ -91,8 +91,9 @@ async def test_new_request_replaces_previous_code(fakes: Fakes) -> None:
     use_case = fakes.container.request_verification()
     digester = fakes.container.digester()
 
-    await use_case.execute(VerificationRequest("user-1", "+593991234567"))
-    await use_case.execute(VerificationRequest("user-1", "+593991234567"))
+    await use_case.execute(VerificationRequest("user-1", "+593991234567"), "owner-1")
+    fakes.clock.advance(31)
+    await use_case.execute(VerificationRequest("user-1", "+593991234567"), "owner-2")
 
     stored = await fakes.store.get("user-1")
     assert stored is not None

@@ -64,7 +64,7 @@ def test_invalid_value_names_variable_and_fix(name: str, value: str) -> None:
 
     [line] = describe_errors(caught.value)
     assert line.startswith(f"configuration error: {name} has invalid value")
-    assert ": set it to " in line
+    assert any(fix in line.lower() for fix in ("set it to ", ": use ", "set redis_connection"))
 
 
 def test_missing_secret_is_named_without_value() -> None:
@@ -77,6 +77,14 @@ def test_missing_secret_is_named_without_value() -> None:
         in "\n".join(lines)
     )
     assert any(line.startswith("configuration error: CODE_SECRET is missing") for line in lines)
+
+
+def test_empty_secret_is_named_empty() -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_settings(TWILIO_AUTH_TOKEN="")
+
+    [line] = describe_errors(caught.value)
+    assert line.startswith("configuration error: TWILIO_AUTH_TOKEN is empty: set it to")
 
 
 def test_short_secret_is_not_echoed() -> None:
@@ -113,6 +121,6 @@ def test_entrypoint_exits_2_on_bad_setting(module: str, tmp_path: object) -> Non
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "configuration error: CODE_LENGTH has invalid value '12' (Input should be less than "
-        "or equal to 10): set it to number of characters in a code (4 to 10)"
+        "or equal to 10): set it to the number of characters in a code (4 to 10)"
     ]
     assert "Traceback" not in result.stderr

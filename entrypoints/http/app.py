@@ -1,0 +1,57 @@
+"""Builds the Litestar app from the container: routes, state, error mapping, lifespan."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, get
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_200_OK
+from litestar.types import Scope
+
+from entrypoints.container import Container, resolved
+from entrypoints.http.callbacks import twilio_status
+from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.verifications import VerificationController
+
+logger = logging.getLogger(__name__)
+
+
+@get("/healthz", status_code=HTTP_200_OK)
+async def healthz() -> dict[str, str]:
+    """Tell that the process is alive; dependencies are not checked here."""
+    return {"status": "ok"}
+
+
+def create_app(container: Container) -> Litestar:
+    """Build the app on the container's use cases; resources open at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings = container.settings()
+        token = settings.API_TOKEN
+        app.state.api_token = token.get_secret_value().encode() if token else None
+        app.state.record_delivery_status = await resolved(container.record_delivery_status())
+        app.state.check_verification = await resolved(container.check_verification())
+        app.state.manage_verification = await resolved(container.manage_verification())
+        app.state.signature_validator = container.signature_validator()
+        if token is None:
+            logger.warning("api_token_unset", extra={"fix": "set API_TOKEN in production"})
+        try:
+            yield
+        finally:
+            await resolved(container.shutdown_resources())
+
+    return Litestar(
+        route_handlers=[twilio_status, healthz, VerificationController],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        after_exception=[_log_unhandled],
+        logging_config=None,
+    )
+
+
+async def _log_unhandled(error: Exception, scope: Scope) -> None:
+    # Litestar returns 500 by itself, and this logs the cause in the service's own log.
+    if not isinstance(error, HTTPException):
+        logger.error("request_failed", exc_info=error, extra={"path": scope.get("path")})

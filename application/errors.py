@@ -46,7 +46,7 @@ class StoreUnavailable(PortError):
 
 
 class VerificationNotFound(PortError):
-    """No verification is stored under the id, or it has expired."""
+    """No verification is stored under the id: never created, or past its retention."""
 
     retriable = False
 

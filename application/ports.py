@@ -55,9 +55,10 @@ class VerificationStore(Protocol):
         verification: Verification,
         may_replace: Callable[[Verification], bool] = lambda _: True,
     ) -> Verification | None:
-        """Store `verification` and reset its check attempts, unless a live one blocks it.
+        """Store `verification` and reset its check attempts, unless a stored one blocks it.
 
-        When a live record with the same id exists and `may_replace(record)` is False,
+        When a record with the same id is stored (its code may have expired) and
+        `may_replace(record)` is False,
         nothing is written and that record is returned; otherwise returns None. The
         test and the write are atomic. The record is kept until
         `verification.expires_at` plus the store's retention, so its final status can
@@ -74,7 +75,11 @@ class VerificationStore(Protocol):
         ...
 
     async def get(self, verification_id: str) -> Verification | None:
-        """Return the live verification, or None when it is missing or expired."""
+        """Return the stored verification, or None once it is gone.
+
+        A record is kept for the store's retention after its code expires, so the
+        caller decides expiry with `Verification.is_expired`.
+        """
         ...
 
     async def find_id_by_message_sid(self, message_sid: str) -> str | None:
@@ -91,8 +96,8 @@ class VerificationStore(Protocol):
         `change` returns the new verification, or None to leave the record as it is,
         in which case `update` returns None. It may be called more than once when
         concurrent writers collide, so it must be a pure function of its argument.
-        The expiry time is kept. Raises `VerificationNotFound` for a missing or
-        expired record and `StoreUnavailable`.
+        The expiry time is kept. Raises `VerificationNotFound` once the record is
+        gone, and `StoreUnavailable`.
         """
         ...
 
@@ -122,7 +127,11 @@ class RequestLedger(Protocol):
         ...
 
     async def mark_send_started(self, request_key: str, owner: str) -> None:
-        """Record that the provider is about to be called for this request."""
+        """Record that the provider is about to be called for this request.
+
+        Raises `RequestInProgress`, recording nothing, when another owner took the
+        request over or it was completed, because a send now could duplicate theirs.
+        """
         ...
 
     async def complete(self, request_key: str, owner: str) -> None:
@@ -146,7 +155,8 @@ class SendLimiter(Protocol):
         """Count one send to `phone` under `token` if every limit allows it.
 
         Counting is atomic, so concurrent callers never exceed a limit. A rejected
-        call counts nothing. Raises `StoreUnavailable`.
+        call counts nothing, and a `token` counted already is allowed without counting
+        again. Raises `StoreUnavailable`.
         """
         ...
 
@@ -159,7 +169,10 @@ class PlainCodeStore(Protocol):
     """Stores plain codes for downstream consumers of the older contract."""
 
     async def put(self, verification_id: str, code: VerificationCode, ttl_seconds: int) -> None:
-        """Store the plain `code` under the bare verification id for `ttl_seconds`."""
+        """Store the plain `code` under the bare verification id for `ttl_seconds`.
+
+        Raises `StoreUnavailable`.
+        """
         ...
 
     async def delete(self, verification_id: str) -> None: ...

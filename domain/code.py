@@ -29,7 +29,10 @@ class CodeAlphabet(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VerificationCode:
-    """A one-time code as sent to the person. It is never stored or logged."""
+    """A one-time code as sent to the person.
+
+    It is never logged, and stored in plain text only under the opt-in legacy contract.
+    """
 
     value: str
 

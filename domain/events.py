@@ -96,11 +96,4 @@ class CheckFailed:
     occurred_at: datetime
 
 
-Event = (
-    CodeSent
-    | SendFailed
-    | DeliveryStatusChanged
-    | SendRejected
-    | CheckApproved
-    | CheckFailed
-)
+Event = CodeSent | SendFailed | DeliveryStatusChanged | SendRejected | CheckApproved | CheckFailed

@@ -1,5 +1,6 @@
 """The dependency-injector container: the one place that names concrete adapters."""
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
@@ -7,14 +8,13 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from dependency_injector import containers, providers
-from redis.asyncio import Redis
 
 from adapters.kafka.consumer import KafkaRequestConsumer
 from adapters.kafka.request_handler import RequestMessageHandler, RetryPolicy
 from adapters.notification.log import LogNotifier
 from adapters.notification.websocket import WebSocketNotifier
 from adapters.phone import PhonenumbersParser
-from adapters.redis.connection import create_redis_client
+from adapters.redis.connection import RedisClient, create_redis_client
 from adapters.redis.ledger import RedisRequestLedger
 from adapters.redis.limiter import RedisSendLimiter
 from adapters.redis.plain_codes import RedisPlainCodeStore
@@ -32,7 +32,7 @@ from domain.code import CodeDigester
 from entrypoints.settings import Settings
 
 
-async def _redis_client(settings: Settings) -> AsyncIterator[Redis]:
+async def _redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
     client = create_redis_client(settings.REDIS_CONNECTION, cluster=settings.REDIS_CLUSTER)
     try:
         yield client
@@ -107,7 +107,7 @@ async def resolved(provided: T | Awaitable[T]) -> T:
     """
     if inspect.isawaitable(provided):
         return await provided
-    return provided  # type: ignore[return-value]
+    return provided
 
 
 class Container(containers.DeclarativeContainer):
@@ -199,5 +199,12 @@ class Container(containers.DeclarativeContainer):
         max_elapsed_seconds=settings.provided.SEND_MAX_ELAPSED_SECONDS,
     )
     request_handler = providers.Singleton(RequestMessageHandler, request_verification, retry_policy)
-    kafka_consumer = providers.Factory(_kafka_consumer, settings)
-    request_consumer = providers.Factory(KafkaRequestConsumer, kafka_consumer, request_handler)
+    # A factory rather than one consumer: a consumer that failed to start cannot be
+    # started again, so the request consumer builds a new one for each try.
+    kafka_consumer_factory = providers.Callable(functools.partial, _kafka_consumer, settings)
+    request_consumer = providers.Factory(
+        KafkaRequestConsumer,
+        kafka_consumer_factory,
+        request_handler,
+        shutdown_timeout_seconds=settings.provided.SHUTDOWN_TIMEOUT_SECONDS,
+    )

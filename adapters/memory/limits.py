@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from application.errors import RequestInProgress
 from application.ports import Claim, Clock, LimitDecision
 from domain.code import VerificationCode
 from domain.events import SendRejectionReason
@@ -15,6 +16,7 @@ class _Entry:
     owner: str
     state: Claim
     claimed_at: datetime
+    lease: timedelta = timedelta(0)
 
 
 class InMemoryRequestLedger:
@@ -26,27 +28,39 @@ class InMemoryRequestLedger:
 
     async def claim(self, request_key: str, owner: str, lease_seconds: float) -> Claim:
         now = self._clock.now()
+        lease = timedelta(seconds=lease_seconds)
         entry = self.entries.get(request_key)
         if entry is None:
-            self.entries[request_key] = _Entry(owner, Claim.ACQUIRED, now)
+            self.entries[request_key] = _Entry(owner, Claim.ACQUIRED, now, lease)
             return Claim.ACQUIRED
         if entry.state is Claim.COMPLETED:
             return Claim.COMPLETED
         if entry.owner == owner:
             entry.claimed_at = now
+            entry.lease = lease
             return Claim.ACQUIRED
         if entry.state is Claim.SEND_STARTED:
             return Claim.SEND_STARTED
-        if now - entry.claimed_at < timedelta(seconds=lease_seconds):
+        # The claimant's own lease decides, as in the Redis ledger.
+        if now - entry.claimed_at < entry.lease:
             return Claim.IN_PROGRESS
-        self.entries[request_key] = _Entry(owner, Claim.ACQUIRED, now)
+        self.entries[request_key] = _Entry(owner, Claim.ACQUIRED, now, lease)
         return Claim.ACQUIRED
 
     async def mark_send_started(self, request_key: str, owner: str) -> None:
-        self.entries[request_key] = _Entry(owner, Claim.SEND_STARTED, self._clock.now())
+        entry = self._held_by(request_key, owner)
+        entry.state = Claim.SEND_STARTED
 
     async def complete(self, request_key: str, owner: str) -> None:
-        self.entries[request_key] = _Entry(owner, Claim.COMPLETED, self._clock.now())
+        entry = self.entries.get(request_key)
+        if entry is None or entry.state is not Claim.COMPLETED:
+            self.entries[request_key] = _Entry(owner, Claim.COMPLETED, self._clock.now())
+
+    def _held_by(self, request_key: str, owner: str) -> _Entry:
+        entry = self.entries.get(request_key)
+        if entry is None or entry.owner != owner or entry.state is Claim.COMPLETED:
+            raise RequestInProgress(f"request {request_key} is no longer held by {owner}")
+        return entry
 
 
 class InMemorySendLimiter:
@@ -63,6 +77,9 @@ class InMemorySendLimiter:
         self.sends: dict[str, dict[str, datetime]] = {}
 
     async def acquire(self, phone: PhoneNumber, token: str, now: datetime) -> LimitDecision:
+        if token in self.sends.get(phone.e164, {}):
+            # A token counts once, as in the Redis limiter, so a retry is not limited twice.
+            return LimitDecision(allowed=True)
         for reason, window, limit in self._windows:
             decision = self._check(phone.e164, now, window, limit, reason)
             if decision is not None:

@@ -1,1 +1,1 @@
-"""Redis adapter: the verification store and its client set-up."""
+"""Redis adapters: verification store, request ledger, send limiter and plain codes."""

@@ -16,8 +16,9 @@ RECORD_VERSION = 1
 def encode_verification(verification: Verification) -> bytes:
     """Encode `verification` as UTF-8 JSON, with datetimes in ISO 8601 UTC.
 
-    The id is not part of the record because the key carries it. Raises `ValueError`
-    for a naive datetime, whose moment in time is unknown.
+    The id is not part of the record because the key carries it, and neither is
+    `check_attempts`, which the store keeps in a counter of its own. Raises
+    `ValueError` for a naive datetime, whose moment in time is unknown.
     """
     record = {
         "version": RECORD_VERSION,
@@ -38,14 +39,22 @@ def encode_verification(verification: Verification) -> bytes:
             }
             for change in verification.history
         ],
+        "approved_at": _encode_optional_time(verification.approved_at, "approved_at"),
+        "canceled_at": _encode_optional_time(verification.canceled_at, "canceled_at"),
     }
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode_verification(key: str, verification_id: str, raw: bytes | str) -> Verification:
-    """Decode the record stored at `key`, or raise `ValueError` naming the key."""
+def decode_verification(
+    key: str, verification_id: str, raw: bytes | str, check_attempts: int = 0
+) -> Verification:
+    """Decode the record stored at `key`, or raise `ValueError` naming the key.
+
+    `check_attempts` comes from the store's attempt counter, because the record does
+    not contain it.
+    """
     try:
-        return _verification_from_record(verification_id, json.loads(raw))
+        return _verification_from_record(verification_id, json.loads(raw), check_attempts)
     except ValueError as error:
         raise ValueError(
             f"cannot decode the verification record at Redis key {key!r}: {error}. "
@@ -53,7 +62,9 @@ def decode_verification(key: str, verification_id: str, raw: bytes | str) -> Ver
         ) from error
 
 
-def _verification_from_record(verification_id: str, record: Any) -> Verification:
+def _verification_from_record(
+    verification_id: str, record: Any, check_attempts: int
+) -> Verification:
     if not isinstance(record, dict):
         raise ValueError("the value is not a JSON object")
     version = record.get("version")
@@ -76,6 +87,10 @@ def _verification_from_record(verification_id: str, record: Any) -> Verification
         error_code=_optional_text(record, "error_code"),
         error_message=_optional_text(record, "error_message"),
         history=tuple(_status_change(entry) for entry in history),
+        check_attempts=check_attempts,
+        # Records written before approval and cancellation existed lack both fields.
+        approved_at=_optional_time(record, "approved_at"),
+        canceled_at=_optional_time(record, "canceled_at"),
     )
 
 
@@ -135,6 +150,12 @@ def _time(record: dict[str, Any], name: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _optional_time(record: dict[str, Any], name: str) -> datetime | None:
+    if record.get(name) is None:
+        return None
+    return _time(record, name)
+
+
 def _encode_time(moment: datetime, name: str) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(
@@ -142,6 +163,10 @@ def _encode_time(moment: datetime, name: str) -> str:
             "use an aware datetime such as datetime.now(UTC)"
         )
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _encode_optional_time(moment: datetime | None, name: str) -> str | None:
+    return None if moment is None else _encode_time(moment, name)
 
 
 def _encode_status(status: DeliveryStatus | None) -> str | None:

@@ -2,10 +2,16 @@
 
 import ipaddress
 import re
+from typing import Any, Literal, TypeAlias, overload
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisClusterException
+
+# The client types the Redis adapters accept: one server, or a Redis Cluster.
+RedisClient: TypeAlias = Redis | RedisCluster
 
 DEFAULT_PORT = 6379
 
@@ -46,30 +52,82 @@ def redis_url(connection: str) -> str:
     return f"redis://{host}:{port}"
 
 
+@overload
 def create_redis_client(
     url: str,
     *,
+    cluster: Literal[False] = False,
     connect_timeout_seconds: float = 2.0,
     read_timeout_seconds: float = 2.0,
     connection_retries: int = 2,
     max_connections: int | None = None,
-) -> Redis:
+) -> Redis: ...
+
+
+@overload
+def create_redis_client(
+    url: str,
+    *,
+    cluster: Literal[True],
+    connect_timeout_seconds: float = 2.0,
+    read_timeout_seconds: float = 2.0,
+    connection_retries: int = 2,
+    max_connections: int | None = None,
+) -> RedisCluster: ...
+
+
+@overload
+def create_redis_client(
+    url: str,
+    *,
+    cluster: bool,
+    connect_timeout_seconds: float = 2.0,
+    read_timeout_seconds: float = 2.0,
+    connection_retries: int = 2,
+    max_connections: int | None = None,
+) -> RedisClient: ...
+
+
+def create_redis_client(
+    url: str,
+    *,
+    cluster: bool = False,
+    connect_timeout_seconds: float = 2.0,
+    read_timeout_seconds: float = 2.0,
+    connection_retries: int = 2,
+    max_connections: int | None = None,
+) -> RedisClient:
     """Build a client for `url`. It connects on its first command, not here.
+
+    With `cluster` set, `url` names any one node of a Redis Cluster, and the client
+    discovers the other nodes and the slot map on its first command. Cluster mode
+    needs a redis:// or rediss:// URL without a database number, or `ValueError` is
+    raised. `max_connections` then applies to each node.
 
     `connection_retries` is how often redis-py repeats a command after a connection
     error or timeout, with jittered exponential backoff. It is kept low so that an
     outage reaches the caller quickly as `StoreUnavailable`, whose retriable flag lets
-    the caller choose its own retry policy. Responses stay bytes because the store
-    decodes its records itself.
+    the caller choose its own retry policy. Responses stay bytes because the stores
+    decode their values themselves.
     """
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_seconds,
-        socket_timeout=read_timeout_seconds,
-        retry=Retry(ExponentialWithJitterBackoff(), connection_retries),
-        max_connections=max_connections,
-        decode_responses=False,
-    )
+    options: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout_seconds,
+        "socket_timeout": read_timeout_seconds,
+        "retry": Retry(ExponentialWithJitterBackoff(), connection_retries),
+        "decode_responses": False,
+    }
+    if not cluster:
+        return Redis.from_url(url, max_connections=max_connections, **options)
+
+    if url.lower().startswith("unix://"):
+        raise _invalid_for_cluster(url, "a cluster cannot be reached through a Unix socket")
+    if max_connections is not None:
+        # RedisCluster rejects None, so its own per-node default applies when unset.
+        options["max_connections"] = max_connections
+    try:
+        return RedisCluster.from_url(url, **options)
+    except RedisClusterException as error:
+        raise _invalid_for_cluster(url, str(error)) from error
 
 
 def _split_host_port(value: str, connection: str) -> tuple[str, int]:
@@ -112,6 +170,14 @@ def _is_ipv6(address: str) -> bool:
 def _invalid(connection: str, reason: str) -> ValueError:
     return ValueError(
         f"invalid Redis connection {_redact(connection)!r} because {reason}. {_ACCEPTED_FORMS}"
+    )
+
+
+def _invalid_for_cluster(url: str, reason: str) -> ValueError:
+    return ValueError(
+        f"invalid Redis Cluster connection {_redact(url)!r} because {reason}. Set "
+        "REDIS_CONNECTION to the redis:// or rediss:// URL of one cluster node without a "
+        "database number, such as redis://10.0.0.5:6379, or to host[:port]."
     )
 
 

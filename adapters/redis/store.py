@@ -1,64 +1,100 @@
-"""Redis implementation of the `VerificationStore` port.
+"""Redis implementation of the `VerificationStore` port, for one server or a Redis Cluster.
 
 Key layout, for the default prefix `verification`:
 
 - `verification:{<id>}` is a string containing the record as JSON (see `codec`). The
-  braces are a Redis Cluster hash tag, so any key added later for the same id lands in
-  the same slot. Ids that pass `check_verification_id` contain no braces, so the tag is
-  always the whole id.
+  braces are a Redis Cluster hash tag. Ids that pass `check_verification_id` contain no
+  braces, so the tag is always the whole id.
+- `verification:{<id>}:attempts` is the integer count of check attempts. It has the
+  same hash tag, so it lies in the record's slot and one script can change both keys.
 - `verification:sid:<message sid>` is a string containing the verification id, for
-  status callbacks that carry only the provider's message id.
+  status callbacks that carry only the provider's message id. It lies in another slot
+  and is never written in the same command as the record.
 
-Both keys expire at the verification's `expires_at` through `SET ... PXAT`, so a record
-disappears when its code does. PXAT needs Redis 6.2 or later.
+The record and the SID lookup expire `retention_seconds` after the verification's
+`expires_at`, so the final status (approved, canceled or expired) can still be read for
+a while after the code stopped working. The domain decides from `expires_at` whether
+the code has expired, and the store only keeps the record longer. The counter expires
+at the record's expiry time.
+
+Every write of a record or counter is one Lua script on keys of one slot, which runs
+atomically on one server and on the cluster node that owns the slot. The store does not
+use WATCH/MULTI, whose state lives on one connection: a script routes like any keyed
+command in a cluster and has no watched connection to lose on a reconnect or redirect.
+A read-modify-write instead reads the record, applies the change in Python and stores
+the result with a compare-and-set script that writes only if the record still has the
+bytes that were read. On a mismatch it reads again, up to `max_update_attempts` times.
 
 Why one JSON string and not a hash: the history is a nested list, which a hash could
-only hold as an embedded JSON field anyway. A single `SET ... PXAT` also writes the
-value and its expiry in one command, so no record ever exists without an expiry, while
-a hash needs HSET followed by PEXPIREAT.
+only hold as an embedded JSON field anyway. Equal bytes also make the compare-and-set a
+single string comparison. PEXPIRETIME needs Redis 7.0 or later.
 """
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-
 from adapters.redis.codec import decode_verification, encode_verification
+from adapters.redis.connection import RedisClient
+from adapters.redis.errors import unavailable_errors
 from application.errors import StoreUnavailable, VerificationNotFound
 from domain.verification import Verification
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPDATE_ATTEMPTS = 20
-
-# Failures after which the same call may succeed: Redis is unreachable, slow, still
-# loading its data set (BusyLoadingError is a ConnectionError), or failing over.
-_UNAVAILABLE_ERRORS = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,
-)
-
-# redis-py derives these from ConnectionError, but a retry cannot fix bad credentials,
-# so they propagate unchanged instead of becoming the retriable StoreUnavailable.
-_CREDENTIAL_ERRORS = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
+DEFAULT_RETENTION_SECONDS = 3600
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# Writes ARGV[3] to the record only if the record is as the caller read it. Modes:
+# 'any' writes unconditionally, 'absent' requires that no record exists, and 'equal'
+# requires the record to equal ARGV[2]. ARGV[4] is the expiry in Unix milliseconds, or
+# 'keep' to keep the current one, which is safe because 'equal' has just proved that
+# the key exists. ARGV[5] = '1' also deletes the attempt counter (KEYS[2], same slot).
+# Returns 1 when written and 0 when the record differed.
+_COMPARE_AND_SET_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == 'absent' and current then return 0 end
+if ARGV[1] == 'equal' and current ~= ARGV[2] then return 0 end
+if ARGV[4] == 'keep' then
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+end
+if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# Counts one check attempt in KEYS[2] and gives the counter the expiry time of the
+# record KEYS[1] (same slot), in the same atomic step, so the counter never lacks an
+# expiry and never outlives the record. Returns the new count, -2 when the record does
+# not exist, and -1 when the record has no expiry, which no write of this store leaves.
+_RECORD_ATTEMPT_SCRIPT = """
+local expires_at = redis.call('PEXPIRETIME', KEYS[1])
+if expires_at < 0 then return expires_at end
+local count = redis.call('INCR', KEYS[2])
+redis.call('PEXPIREAT', KEYS[2], expires_at)
+return count
+"""
+
+_RECORD_MISSING = -2
+_RECORD_WITHOUT_EXPIRY = -1
+
+
+def _replace_any(_: Verification) -> bool:
+    return True
+
 
 class RedisVerificationStore:
-    """Keeps each verification as one JSON string that expires together with its code."""
+    """Keeps each verification as one JSON string, plus an attempt counter in the same slot."""
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         key_prefix: str = "verification",
         max_update_attempts: int = DEFAULT_MAX_UPDATE_ATTEMPTS,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         if not key_prefix or "{" in key_prefix or "}" in key_prefix:
             raise ValueError(
@@ -67,44 +103,108 @@ class RedisVerificationStore:
             )
         if max_update_attempts < 1:
             raise ValueError(f"invalid max_update_attempts {max_update_attempts}: use 1 or more")
+        if retention_seconds < 0:
+            raise ValueError(
+                f"invalid retention_seconds {retention_seconds}: use 0 or more seconds"
+            )
         self._client = client
         self._key_prefix = key_prefix
         self._max_update_attempts = max_update_attempts
+        self._retention = timedelta(seconds=retention_seconds)
+        self._compare_and_set = client.register_script(_COMPARE_AND_SET_SCRIPT)
+        self._record_attempt = client.register_script(_RECORD_ATTEMPT_SCRIPT)
 
     def record_key(self, verification_id: str) -> str:
         """Return the key of the record for `verification_id`."""
         return f"{self._key_prefix}:{{{verification_id}}}"
 
+    def attempts_key(self, verification_id: str) -> str:
+        """Return the key of the check attempt counter, in the same slot as the record."""
+        return f"{self.record_key(verification_id)}:attempts"
+
     def message_sid_key(self, message_sid: str) -> str:
         """Return the key that maps `message_sid` to its verification id."""
         return f"{self._key_prefix}:sid:{message_sid}"
 
-    async def create(self, verification: Verification) -> None:
-        """Store `verification`, replacing any earlier one with the same id.
+    async def create(
+        self,
+        verification: Verification,
+        may_replace: Callable[[Verification], bool] = _replace_any,
+    ) -> Verification | None:
+        """Store `verification` and reset its check attempts, unless a stored one blocks it.
 
-        Both keys expire at `verification.expires_at`, so a verification that has
-        already expired is not stored at all. Raises `StoreUnavailable`.
+        When a record with the same id exists and `may_replace(record)` is False,
+        nothing is written and that record is returned, even if its code has expired:
+        `may_replace` decides that from the record's times. Otherwise the record is
+        written and None is returned. The record's `check_attempts` is not stored, so
+        the new record starts at 0. `may_replace` may run more than once when another
+        writer changes the record at the same time. Raises `StoreUnavailable`, also
+        after `max_update_attempts` such collisions, and `ValueError` for a stored
+        record that cannot be decoded.
         """
         key = self.record_key(verification.id)
         value = encode_verification(verification)
-        expires_at = _epoch_milliseconds(verification.expires_at)
+        expires_at = self._retained_until(verification)
 
         if verification.message_sid is not None:
             await self._write_message_sid(verification.message_sid, verification.id, expires_at)
-        with _unavailable_errors("SET", key):
-            await self._client.set(key, value, pxat=expires_at)
+        if may_replace is _replace_any:
+            await self._write(key, verification.id, "any", b"", value, expires_at)
+            return None
 
-    async def get(self, verification_id: str) -> Verification | None:
-        """Return the live verification, or None when it is missing or expired.
+        for attempt in range(1, self._max_update_attempts + 1):
+            raw, attempts = await self._read(verification.id)
+            condition = "absent"
+            expected: bytes | str = b""
+            if raw is not None:
+                current = decode_verification(key, verification.id, raw, attempts)
+                if not may_replace(current):
+                    return current
+                condition = "equal"
+                expected = raw
+            if await self._write(key, verification.id, condition, expected, value, expires_at):
+                return None
+            logger.debug(
+                "verification_create_conflict",
+                extra={"verification_id": verification.id, "attempt": attempt},
+            )
+        raise self._contention("create", verification.id)
 
-        Raises `StoreUnavailable`, and `ValueError` for a record that cannot be decoded.
+    async def record_attempt(self, verification_id: str) -> int:
+        """Count one check attempt atomically and return the attempts made so far.
+
+        The counter gets the record's expiry time and `create` deletes it. Raises
+        `VerificationNotFound` when the record is gone, `StoreUnavailable`, and
+        `ValueError` for a record without expiry, which this store never writes.
         """
         key = self.record_key(verification_id)
-        with _unavailable_errors("GET", key):
-            raw = await self._client.get(key)
+        with unavailable_errors("EVALSHA record-attempt", key):
+            result = await self._record_attempt(keys=[key, self.attempts_key(verification_id)])
+        count = int(result)
+        if count == _RECORD_MISSING:
+            raise VerificationNotFound(
+                f"verification {verification_id!r} not found: it never existed or its "
+                "record has expired"
+            )
+        if count == _RECORD_WITHOUT_EXPIRY:
+            raise ValueError(
+                f"the verification record at Redis key {key!r} has no expiry, so its "
+                "attempts cannot expire with it. Delete the key or store the verification "
+                "again with create()."
+            )
+        return count
+
+    async def get(self, verification_id: str) -> Verification | None:
+        """Return the stored verification with its check attempts, or None when it is gone.
+
+        The record stays readable for `retention_seconds` after its code expired, so
+        callers ask `Verification.status` or `is_expired`. Raises `StoreUnavailable`,
+        and `ValueError` for a record or counter that cannot be decoded.
+        """
+        raw, attempts = await self._read(verification_id)
         if raw is None:
             return None
-        return decode_verification(key, verification_id, raw)
+        return decode_verification(self.record_key(verification_id), verification_id, raw, attempts)
 
     async def find_id_by_message_sid(self, message_sid: str) -> str | None:
         """Return the id stored for `message_sid`, or None when the lookup has expired.
@@ -113,7 +213,7 @@ class RedisVerificationStore:
         the record's `message_sid`. Raises `StoreUnavailable`.
         """
         key = self.message_sid_key(message_sid)
-        with _unavailable_errors("GET", key):
+        with unavailable_errors("GET", key):
             value = await self._client.get(key)
         if value is None:
             return None
@@ -124,92 +224,110 @@ class RedisVerificationStore:
         verification_id: str,
         change: Callable[[Verification], Verification | None],
     ) -> Verification | None:
-        """Apply `change` with optimistic locking and return the stored result.
+        """Apply `change` with compare-and-set and return the stored result.
 
-        The record is read under WATCH and written in MULTI/EXEC. When another writer
-        changes it in between, EXEC fails and `change` runs again on the fresh record,
-        up to `max_update_attempts` times, after which `StoreUnavailable` is raised.
+        `change` gets the record with its check attempts as read. When another writer
+        changes the record before the write, nothing is written and `change` runs again
+        on the fresh record, up to `max_update_attempts` times, after which
+        `StoreUnavailable` is raised. A new check attempt alone does not cause a rerun.
         `change` returning None writes nothing and returns None. `change` must keep the
-        id and `expires_at`, or `ValueError` is raised. Raises `VerificationNotFound`
-        for a missing or expired record.
+        id and `expires_at`, or `ValueError` is raised. The record keeps its expiry
+        time. Raises `VerificationNotFound` when the record is gone, which can happen
+        before its code's `expires_at` only if the key was deleted.
         """
         key = self.record_key(verification_id)
         for attempt in range(1, self._max_update_attempts + 1):
-            try:
-                with _unavailable_errors("WATCH/GET/MULTI/SET/EXEC", key):
-                    return await self._update_once(key, verification_id, change)
-            except redis_errors.WatchError:
-                # redis-py also raises WatchError when the connection drops while a
-                # key is watched, so the retry covers a reconnect as well.
-                logger.debug(
-                    "verification_update_conflict",
-                    extra={"verification_id": verification_id, "attempt": attempt},
-                )
-        raise StoreUnavailable(
-            f"update of verification {verification_id!r} failed {self._max_update_attempts} "
-            "times because other writers changed the record concurrently. Retry later, "
-            "or raise max_update_attempts if this contention is expected."
-        )
-
-    async def _update_once(
-        self,
-        key: str,
-        verification_id: str,
-        change: Callable[[Verification], Verification | None],
-    ) -> Verification | None:
-        async with self._client.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            raw = await pipe.get(key)
+            raw, attempts = await self._read(verification_id)
             if raw is None:
                 raise VerificationNotFound(
                     f"verification {verification_id!r} not found: it never existed or "
-                    "it has expired"
+                    "its record has expired"
                 )
-            current = decode_verification(key, verification_id, raw)
+            current = decode_verification(key, verification_id, raw, attempts)
 
             changed = change(current)
             if changed is None:
                 return None
             _check_identity_kept(current, changed)
 
-            # The expiry comes from the stored record rather than KEEPTTL: if the key
-            # expired between GET and EXEC and the EXEC still ran, KEEPTTL would store a
-            # record that never expires. Redis 7.0.15 aborts such an EXEC, but PXAT does
-            # not depend on that.
-            expires_at = _epoch_milliseconds(current.expires_at)
             if changed.message_sid is not None and changed.message_sid != current.message_sid:
-                await self._write_message_sid(changed.message_sid, verification_id, expires_at)
+                await self._write_message_sid(
+                    changed.message_sid, verification_id, self._retained_until(current)
+                )
+            encoded = encode_verification(changed)
+            if await self._write(key, verification_id, "equal", raw, encoded, None):
+                return changed
+            logger.debug(
+                "verification_update_conflict",
+                extra={"verification_id": verification_id, "attempt": attempt},
+            )
+        raise self._contention("update", verification_id)
 
-            pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-            pipe.set(key, encode_verification(changed), pxat=expires_at)
-            await pipe.execute()
-        return changed
+    async def _read(self, verification_id: str) -> tuple[bytes | str | None, int]:
+        """Return the raw record, or None, and the check attempts, from one MGET."""
+        key = self.record_key(verification_id)
+        counter_key = self.attempts_key(verification_id)
+        # Both keys lie in one slot, so a cluster client sends this MGET to one node.
+        with unavailable_errors("MGET", key):
+            raw, counter = await self._client.mget([key, counter_key])
+        if counter is None:
+            return raw, 0
+        try:
+            return raw, int(counter)
+        except ValueError:
+            raise ValueError(
+                f"the check attempt counter at Redis key {counter_key!r} is not an integer. "
+                "Delete the key: the next check counts from 1 again."
+            ) from None
+
+    async def _write(
+        self,
+        key: str,
+        verification_id: str,
+        condition: str,
+        expected: bytes | str,
+        value: bytes,
+        expires_at: int | None,
+    ) -> bool:
+        """Run the compare-and-set script and return whether it wrote.
+
+        `condition` is the script's mode: 'any', 'absent' or 'equal' to `expected`.
+        `expires_at` in Unix milliseconds comes with a new record, which also resets
+        the attempt counter. None keeps the record's expiry and counter, as an update
+        does.
+        """
+        if expires_at is None:
+            expiry, reset_attempts = "keep", "0"
+        else:
+            expiry, reset_attempts = str(expires_at), "1"
+        with unavailable_errors("EVALSHA compare-and-set", key):
+            written = await self._compare_and_set(
+                keys=[key, self.attempts_key(verification_id)],
+                args=[condition, expected, value, expiry, reset_attempts],
+            )
+        return int(written) == 1
 
     async def _write_message_sid(
         self, message_sid: str, verification_id: str, expires_at: int
     ) -> None:
-        # Written before the record and outside its transaction, because the lookup key
-        # lies in another cluster slot. This order means a stored record that names a
-        # message has its lookup unless Redis evicted it. A lookup left by a failed
-        # transaction points at a record with another or no message sid, which
-        # RecordDeliveryStatus already checks.
+        # Written before the record and outside its script, because the lookup key lies
+        # in another cluster slot. This order means a stored record that names a message
+        # has its lookup unless Redis evicted it. A lookup left by a failed write points
+        # at a record with another or no message sid, which RecordDeliveryStatus checks.
         key = self.message_sid_key(message_sid)
-        with _unavailable_errors("SET", key):
+        with unavailable_errors("SET", key):
             await self._client.set(key, verification_id, pxat=expires_at)
 
+    def _retained_until(self, verification: Verification) -> int:
+        return _epoch_milliseconds(verification.expires_at + self._retention)
 
-@contextmanager
-def _unavailable_errors(command: str, key: str) -> Iterator[None]:
-    """Raise `StoreUnavailable` for connection-level Redis errors inside the block."""
-    try:
-        yield
-    except _CREDENTIAL_ERRORS:
-        raise
-    except _UNAVAILABLE_ERRORS as error:
-        raise StoreUnavailable(
-            f"Redis {command} on key {key!r} failed: {type(error).__name__}: {error}. "
-            "Check that Redis is running and reachable at REDIS_CONNECTION."
-        ) from error
+    def _contention(self, operation: str, verification_id: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"{operation} of verification {verification_id!r} failed "
+            f"{self._max_update_attempts} times because other writers changed the record "
+            "concurrently. Retry later, or raise max_update_attempts if this contention "
+            "is expected."
+        )
 
 
 def _check_identity_kept(current: Verification, changed: Verification) -> None:
@@ -225,6 +343,6 @@ def _check_identity_kept(current: Verification, changed: Verification) -> None:
 def _epoch_milliseconds(moment: datetime) -> int:
     """Return `moment` in Unix milliseconds for PXAT, at least 1 because PXAT rejects 0.
 
-    Rounding down means the record never outlives `expires_at`.
+    Rounding down means the record never outlives `moment`.
     """
     return max((moment - _EPOCH) // timedelta(milliseconds=1), 1)

@@ -103,7 +103,8 @@ async def _publish(stack: Stack, payload: dict[str, str]) -> None:
     )
     await producer.start()
     try:
-        await producer.send_and_wait(stack.topic, json.dumps(payload).encode())
+        # One partition keeps the order of publishing, which the duplicate test needs.
+        await producer.send_and_wait(stack.topic, json.dumps(payload).encode(), partition=0)
     finally:
         await producer.stop()
 
@@ -133,6 +134,8 @@ async def _dump(redis_client: Redis, key: bytes) -> object:
     kind = (await redis_client.type(key)).decode()
     if kind == "hash":
         return {k.decode(): v.decode() for k, v in (await redis_client.hgetall(key)).items()}
+    if kind == "zset":
+        return [member.decode() for member in await redis_client.zrange(key, 0, -1)]
     return (await redis_client.get(key) or b"").decode()
 
 
@@ -216,3 +219,39 @@ async def test_worker_and_webhook_exit_cleanly_on_sigterm(stack: Stack) -> None:
     assert webhook_exit == 0, stack.webhook.log()
     assert "Traceback" not in stack.worker.log()
     assert "Traceback" not in stack.webhook.log()
+
+
+async def test_code_from_whatsapp_checks_over_http(stack: Stack) -> None:
+    verification_id = f"check-{stack.key_prefix}"
+    await _publish(stack, {"Id": verification_id, "Phone": PHONE})
+    await stack.emulator.state.wait_for(lambda state: len(state.messages) == 1, WAIT_SECONDS)
+    [message] = stack.emulator.state.messages.values()
+    match = CODE_MESSAGE.fullmatch(message.body)
+    assert match is not None
+    wrong = "000000" if match.group(1) != "000000" else "111111"
+
+    async with httpx.AsyncClient(base_url=stack.webhook_url, timeout=5) as client:
+        path = f"/verifications/{verification_id}"
+        incorrect = await client.post(f"{path}/check", json={"code": wrong})
+        approved = await client.post(f"{path}/check", json={"code": match.group(1)})
+        again = await client.post(f"{path}/check", json={"code": match.group(1)})
+        view = await client.get(path)
+
+    assert (incorrect.status_code, incorrect.json()["status"]) == (422, "incorrect")
+    assert (approved.status_code, approved.json()["status"]) == (200, "approved")
+    assert (again.status_code, again.json()["status"]) == (410, "expired")
+    assert view.json()["status"] == "approved"
+    assert view.json()["attempts_used"] == 2
+
+
+async def test_request_published_twice_sends_once(stack: Stack) -> None:
+    payload = {"Id": f"twice-{stack.key_prefix}", "Phone": PHONE, "request_id": stack.key_prefix}
+
+    await _publish(stack, payload)
+    await stack.emulator.state.wait_for(lambda state: len(state.messages) == 1, WAIT_SECONDS)
+    await _publish(stack, payload)
+    await _publish(stack, {"Id": f"marker-{stack.key_prefix}", "Phone": OTHER_PHONE})
+    await stack.emulator.state.wait_for(lambda state: len(state.messages) == 2, WAIT_SECONDS)
+
+    recipients = sorted(message.to for message in stack.emulator.state.messages.values())
+    assert recipients == [f"whatsapp:{PHONE}", f"whatsapp:{OTHER_PHONE}"]

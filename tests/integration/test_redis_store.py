@@ -1,12 +1,15 @@
-"""Integration tests of RedisVerificationStore against the Redis server on 127.0.0.1:6379."""
+"""Integration tests of RedisVerificationStore on the Redis at 127.0.0.1:6379 and on a cluster.
+
+The `client` fixture (see conftest.py) runs each test once with a single-node client and
+once with a cluster client of a local three-node Redis Cluster.
+"""
 
 import asyncio
 import itertools
 import json
 import random
-import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
@@ -15,8 +18,9 @@ import pytest
 import redis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from adapters.redis.connection import create_redis_client
+from adapters.redis.connection import RedisClient
 from adapters.redis.store import RedisVerificationStore
 from application.errors import StoreUnavailable, VerificationNotFound
 from domain.code import CodeDigester, VerificationCode
@@ -24,39 +28,22 @@ from domain.delivery import DeliveryStatus, advances
 from domain.phone import PhoneNumber
 from domain.verification import StatusChange, Verification
 
-REDIS_URL = "redis://127.0.0.1:6379"
+SINGLE_NODE_URL = "redis://127.0.0.1:6379"
 PHONE = PhoneNumber("+593991234567")
 TIME_TO_LIVE = timedelta(minutes=10)
+RETENTION = timedelta(seconds=3600)
 MESSAGE_SID = "SM" + "0123456789abcdef" * 2
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[Redis]:
-    client = create_redis_client(REDIS_URL)
-    try:
-        await client.ping()
-    except redis_errors.ConnectionError as error:
-        await client.aclose()
-        pytest.fail(
-            f"Redis is not reachable at {REDIS_URL} ({error}). Start it with "
-            "`redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no`."
-        )
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def key_prefix(client: Redis) -> AsyncIterator[str]:
-    prefix = f"test-{uuid4().hex}"
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-
-
-@pytest.fixture
-def store(client: Redis, key_prefix: str) -> RedisVerificationStore:
+def store(client: RedisClient, key_prefix: str) -> RedisVerificationStore:
     return RedisVerificationStore(client, key_prefix=key_prefix)
+
+
+@pytest.fixture
+def short_lived_store(client: RedisClient, key_prefix: str) -> RedisVerificationStore:
+    """A store without retention, whose records disappear when their code expires."""
+    return RedisVerificationStore(client, key_prefix=key_prefix, retention_seconds=0)
 
 
 def new_verification(
@@ -78,6 +65,21 @@ def epoch_milliseconds(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
+def retained_until(verification: Verification) -> int:
+    """Return the Unix milliseconds at which the default store drops the record."""
+    return epoch_milliseconds(verification.expires_at + RETENTION)
+
+
+async def node_url(client: RedisClient, key: str) -> str:
+    """Return the URL of the server that stores `key`, for a plain client of that node."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        node = client.get_node_from_key(key)
+        assert node is not None, f"no cluster node serves {key!r}"
+        return f"redis://{node.host}:{node.port}"
+    return SINGLE_NODE_URL
+
+
 def report(status: DeliveryStatus, now: datetime) -> Callable[[Verification], Verification | None]:
     """Return an update that records a status report, as RecordDeliveryStatus does."""
 
@@ -87,26 +89,39 @@ def report(status: DeliveryStatus, now: datetime) -> Callable[[Verification], Ve
     return apply
 
 
-async def stored_values(client: Redis, key_prefix: str) -> dict[bytes, bytes]:
+async def stored_values(client: RedisClient, key_prefix: str) -> dict[bytes, bytes]:
     keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*")]
-    values = await client.mget(keys) if keys else []
-    return dict(zip(keys, values, strict=True))
+    # One GET per key, because a cluster rejects an MGET over several slots.
+    values = {}
+    for key in keys:
+        value = await client.get(key)
+        assert isinstance(value, bytes)
+        values[key] = value
+    return values
 
 
 # Layout
 
 
-def test_record_key_keeps_id_in_hash_tag(client: Redis) -> None:
-    store = RedisVerificationStore(client)
+def test_record_key_keeps_id_in_hash_tag(single_node_client: RedisClient) -> None:
+    store = RedisVerificationStore(single_node_client)
 
     assert store.record_key("abc-123") == "verification:{abc-123}"
+    assert store.attempts_key("abc-123") == "verification:{abc-123}:attempts"
     assert store.message_sid_key(MESSAGE_SID) == f"verification:sid:{MESSAGE_SID}"
 
 
 @pytest.mark.parametrize("key_prefix_value", ["", "verification{x}", "a}"])
-def test_store_rejects_prefix_with_braces(client: Redis, key_prefix_value: str) -> None:
+def test_store_rejects_prefix_with_braces(
+    single_node_client: RedisClient, key_prefix_value: str
+) -> None:
     with pytest.raises(ValueError, match="invalid key prefix"):
-        RedisVerificationStore(client, key_prefix=key_prefix_value)
+        RedisVerificationStore(single_node_client, key_prefix=key_prefix_value)
+
+
+def test_store_rejects_negative_retention(single_node_client: RedisClient) -> None:
+    with pytest.raises(ValueError, match="invalid retention_seconds -1"):
+        RedisVerificationStore(single_node_client, retention_seconds=-1)
 
 
 # create and get
@@ -132,6 +147,53 @@ async def test_get_returns_every_stored_field(store: RedisVerificationStore) -> 
     assert await store.get(verification.id) == verification
 
 
+async def test_get_returns_approval_and_cancellation(store: RedisVerificationStore) -> None:
+    now = datetime.now(UTC)
+    approved = replace(new_verification(now), approved_at=now + timedelta(seconds=30))
+    canceled = replace(new_verification(now), canceled_at=now + timedelta(seconds=40))
+
+    await store.create(approved)
+    await store.create(canceled)
+
+    assert await store.get(approved.id) == approved
+    assert await store.get(canceled.id) == canceled
+
+
+async def test_create_omits_check_attempts_from_record(
+    store: RedisVerificationStore, client: RedisClient
+) -> None:
+    verification = replace(new_verification(), check_attempts=3)
+
+    await store.create(verification)
+
+    raw = await client.get(store.record_key(verification.id))
+    assert raw is not None
+    record = json.loads(raw)
+    assert "check_attempts" not in record
+    assert record["approved_at"] is None
+    assert record["canceled_at"] is None
+    stored = await store.get(verification.id)
+    assert stored is not None
+    assert stored.check_attempts == 0
+
+
+async def test_get_reads_record_without_approval_fields(
+    store: RedisVerificationStore, client: RedisClient
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    key = store.record_key(verification.id)
+    raw = await client.get(key)
+    assert raw is not None
+    record = json.loads(raw)
+    # The layout written before approval and cancellation existed.
+    del record["approved_at"]
+    del record["canceled_at"]
+    await client.set(key, json.dumps(record), keepttl=True)
+
+    assert await store.get(verification.id) == verification
+
+
 async def test_get_returns_fresh_verification(
     store: RedisVerificationStore,
 ) -> None:
@@ -143,7 +205,7 @@ async def test_get_returns_fresh_verification(
 
 
 async def test_create_stores_utc_iso_datetimes(
-    store: RedisVerificationStore, client: Redis
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     quito = timezone(timedelta(hours=-5))
     verification = new_verification(datetime.now(quito))
@@ -190,7 +252,7 @@ async def test_get_returns_none_for_missing_id(store: RedisVerificationStore) ->
 
 
 async def test_get_raises_for_undecodable_record(
-    store: RedisVerificationStore, client: Redis
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     key = store.record_key("broken")
     await client.set(key, b"not json", px=60_000)
@@ -202,7 +264,7 @@ async def test_get_raises_for_undecodable_record(
 
 
 async def test_get_raises_for_record_with_missing_field(
-    store: RedisVerificationStore, client: Redis
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     verification = new_verification()
     await store.create(verification)
@@ -223,20 +285,22 @@ async def test_get_raises_for_record_with_missing_field(
 # Expiry
 
 
-async def test_create_expires_record_at_expires_at(
-    store: RedisVerificationStore, client: Redis
+async def test_create_keeps_record_for_retention_after_expiry(
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     verification = new_verification()
 
     await store.create(verification)
 
     key = store.record_key(verification.id)
-    assert await client.pexpiretime(key) == epoch_milliseconds(verification.expires_at)
+    assert await client.pexpiretime(key) == retained_until(verification)
     remaining = await client.pttl(key)
-    assert 0 < remaining <= TIME_TO_LIVE // timedelta(milliseconds=1)
+    assert 0 < remaining <= (TIME_TO_LIVE + RETENTION) // timedelta(milliseconds=1)
 
 
-async def test_update_keeps_record_expiry(store: RedisVerificationStore, client: Redis) -> None:
+async def test_update_keeps_record_expiry(
+    store: RedisVerificationStore, client: RedisClient
+) -> None:
     verification = new_verification()
     await store.create(verification)
     key = store.record_key(verification.id)
@@ -245,32 +309,62 @@ async def test_update_keeps_record_expiry(store: RedisVerificationStore, client:
         updated = await store.update(verification.id, report(status, datetime.now(UTC)))
         assert updated is not None
         assert await client.pttl(key) > 0
-        assert await client.pexpiretime(key) == epoch_milliseconds(verification.expires_at)
+        assert await client.pexpiretime(key) == retained_until(verification)
 
 
-async def test_create_skips_expired_verification(store: RedisVerificationStore) -> None:
+async def test_get_returns_record_whose_code_expired(store: RedisVerificationStore) -> None:
     verification = new_verification(datetime.now(UTC) - timedelta(minutes=20))
 
     await store.create(verification)
 
-    assert await store.get(verification.id) is None
+    stored = await store.get(verification.id)
+    assert stored == verification
+    assert stored.is_expired(datetime.now(UTC))
 
 
-async def test_update_raises_not_found_when_expired(
-    store: RedisVerificationStore,
+async def test_update_changes_record_whose_code_expired(
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     verification = new_verification(datetime.now(UTC) - timedelta(minutes=20))
     await store.create(verification)
+    now = datetime.now(UTC)
+
+    updated = await store.update(
+        verification.id, lambda current: current.record_delivery(DeliveryStatus.READ, now)
+    )
+
+    assert updated is not None
+    assert await store.get(verification.id) == updated
+    key = store.record_key(verification.id)
+    assert await client.pexpiretime(key) == retained_until(verification)
+
+
+async def test_create_skips_verification_past_retention(
+    short_lived_store: RedisVerificationStore, client: RedisClient
+) -> None:
+    verification = new_verification(datetime.now(UTC) - timedelta(minutes=20))
+
+    await short_lived_store.create(verification)
+
+    assert await short_lived_store.get(verification.id) is None
+    assert await client.exists(short_lived_store.record_key(verification.id)) == 0
+
+
+async def test_update_raises_not_found_past_retention(
+    short_lived_store: RedisVerificationStore,
+) -> None:
+    verification = new_verification(datetime.now(UTC) - timedelta(minutes=20))
+    await short_lived_store.create(verification)
 
     with pytest.raises(VerificationNotFound, match=verification.id):
-        await store.update(verification.id, lambda current: current)
+        await short_lived_store.update(verification.id, lambda current: current)
 
 
 # Message SID lookup
 
 
 async def test_update_stores_sid_lookup_with_expiry(
-    store: RedisVerificationStore, client: Redis
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     verification = new_verification()
     await store.create(verification)
@@ -286,17 +380,17 @@ async def test_update_stores_sid_lookup_with_expiry(
     assert await store.find_id_by_message_sid(MESSAGE_SID) == verification.id
     sid_key = store.message_sid_key(MESSAGE_SID)
     assert await client.pttl(sid_key) > 0
-    assert await client.pexpiretime(sid_key) == epoch_milliseconds(verification.expires_at)
+    assert await client.pexpiretime(sid_key) == retained_until(verification)
 
 
-async def test_create_stores_sid_lookup(store: RedisVerificationStore, client: Redis) -> None:
+async def test_create_stores_sid_lookup(store: RedisVerificationStore, client: RedisClient) -> None:
     verification = replace(new_verification(), message_sid=MESSAGE_SID)
 
     await store.create(verification)
 
     assert await store.find_id_by_message_sid(MESSAGE_SID) == verification.id
     sid_key = store.message_sid_key(MESSAGE_SID)
-    assert await client.pexpiretime(sid_key) == epoch_milliseconds(verification.expires_at)
+    assert await client.pexpiretime(sid_key) == retained_until(verification)
 
 
 async def test_find_id_returns_none_for_unknown_sid(
@@ -326,7 +420,7 @@ async def test_update_stores_changed_verification(
 
 
 async def test_update_skips_write_when_change_returns_none(
-    store: RedisVerificationStore, client: Redis
+    store: RedisVerificationStore, client: RedisClient
 ) -> None:
     verification = new_verification()
     await store.create(verification)
@@ -339,7 +433,12 @@ async def test_update_skips_write_when_change_returns_none(
         return None
 
     # Any write to the key, even of the same bytes, makes this transaction's EXEC fail.
-    async with client.pipeline(transaction=True) as observer:
+    # The observer connects to the node that stores the key, where WATCH works in a
+    # cluster too.
+    async with (
+        Redis.from_url(await node_url(client, key)) as node,
+        node.pipeline(transaction=True) as observer,
+    ):
         await observer.watch(key)
         result = await store.update(verification.id, change)
         observer.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
@@ -349,24 +448,66 @@ async def test_update_skips_write_when_change_returns_none(
     assert result is None
     assert seen == [verification]
     assert observed == [before]
-    assert await client.pexpiretime(key) == epoch_milliseconds(verification.expires_at)
+    assert await client.pexpiretime(key) == retained_until(verification)
 
 
 async def test_update_raises_not_found_when_record_expires_midway(
-    store: RedisVerificationStore, client: Redis
+    short_lived_store: RedisVerificationStore, client: RedisClient
 ) -> None:
     verification = new_verification(time_to_live=timedelta(milliseconds=100))
-    await store.create(verification)
+    await short_lived_store.create(verification)
+    calls = 0
 
     def slow_change(current: Verification) -> Verification | None:
-        # Outlives the record, so the key expires between GET and EXEC.
+        nonlocal calls
+        calls += 1
+        # Outlives the record, so the key expires between the read and the write.
         time.sleep(0.2)
         return current.record_delivery(DeliveryStatus.SENT, datetime.now(UTC))
 
     with pytest.raises(VerificationNotFound):
-        await store.update(verification.id, slow_change)
+        await short_lived_store.update(verification.id, slow_change)
 
-    assert await client.exists(store.record_key(verification.id)) == 0
+    assert calls == 1
+    assert await client.exists(short_lived_store.record_key(verification.id)) == 0
+
+
+async def test_update_passes_check_attempts_to_change(store: RedisVerificationStore) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    await store.record_attempt(verification.id)
+    await store.record_attempt(verification.id)
+    seen: list[int] = []
+
+    def change(current: Verification) -> Verification | None:
+        seen.append(current.check_attempts)
+        return current.approve(datetime.now(UTC))
+
+    updated = await store.update(verification.id, change)
+
+    assert seen == [2]
+    assert updated is not None
+    stored = await store.get(verification.id)
+    assert stored == updated
+    assert stored.check_attempts == 2
+
+
+async def test_update_keeps_attempt_counter(
+    store: RedisVerificationStore, client: RedisClient
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    await store.record_attempt(verification.id)
+    counter_key = store.attempts_key(verification.id)
+    expiry_before = await client.pexpiretime(counter_key)
+
+    await store.update(
+        verification.id,
+        lambda current: current.record_delivery(DeliveryStatus.SENT, current.created_at),
+    )
+
+    assert await client.get(counter_key) == b"1"
+    assert await client.pexpiretime(counter_key) == expiry_before
 
 
 async def test_update_raises_not_found_for_missing_id(store: RedisVerificationStore) -> None:
@@ -389,7 +530,7 @@ async def test_update_rejects_change_of_expiry(store: RedisVerificationStore) ->
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_concurrent_reports_end_at_furthest_status(
-    store: RedisVerificationStore, client: Redis, seed: int
+    store: RedisVerificationStore, client: RedisClient, seed: int
 ) -> None:
     start = datetime.now(UTC)
     verification = new_verification(start).accept_message(MESSAGE_SID, DeliveryStatus.QUEUED, start)
@@ -424,7 +565,7 @@ async def test_concurrent_reports_end_at_furthest_status(
     assert len(applied) == len(stored.history) - 1
 
 
-async def test_update_gives_up_after_max_attempts(client: Redis, key_prefix: str) -> None:
+async def test_update_gives_up_after_max_attempts(client: RedisClient, key_prefix: str) -> None:
     store = RedisVerificationStore(client, key_prefix=key_prefix, max_update_attempts=3)
     verification = new_verification()
     await store.create(verification)
@@ -432,27 +573,31 @@ async def test_update_gives_up_after_max_attempts(client: Redis, key_prefix: str
     calls = 0
 
     # A second connection rewrites the record during every attempt, as a competing
-    # writer would, so each EXEC fails.
-    with redis.Redis.from_url(REDIS_URL) as rival:
+    # writer would, so each compare-and-set finds other bytes.
+    with redis.Redis.from_url(await node_url(client, key)) as rival:
 
         def change(current: Verification) -> Verification | None:
             nonlocal calls
             calls += 1
-            rival.set(key, rival.get(key) or b"", keepttl=True)
+            rival.set(
+                key,
+                json.dumps({**json.loads(rival.get(key) or b"{}"), "locale": str(calls)}),
+                keepttl=True,
+            )
             return current.record_delivery(DeliveryStatus.SENT, datetime.now(UTC))
 
         with pytest.raises(StoreUnavailable, match="changed the record concurrently"):
             await store.update(verification.id, change)
 
     assert calls == 3
-    assert await store.get(verification.id) == verification
+    assert await store.get(verification.id) == replace(verification, locale="3")
 
 
 # Secrets
 
 
 async def test_stored_values_omit_plain_code(
-    store: RedisVerificationStore, client: Redis, key_prefix: str
+    store: RedisVerificationStore, client: RedisClient, key_prefix: str
 ) -> None:
     code = VerificationCode("483920")
     verification_id = f"verification-{uuid4().hex}"
@@ -461,6 +606,7 @@ async def test_stored_values_omit_plain_code(
     verification = Verification.start(verification_id, PHONE, digest, now, TIME_TO_LIVE, "es")
 
     await store.create(verification)
+    await store.record_attempt(verification_id)
     await store.update(
         verification_id,
         lambda current: current.accept_message(MESSAGE_SID, DeliveryStatus.QUEUED, now),
@@ -476,6 +622,7 @@ async def test_stored_values_omit_plain_code(
     assert sorted(values) == sorted(
         [
             store.record_key(verification_id).encode(),
+            store.attempts_key(verification_id).encode(),
             store.message_sid_key(MESSAGE_SID).encode(),
         ]
     )
@@ -487,24 +634,20 @@ async def test_stored_values_omit_plain_code(
 # Connection failures
 
 
-def closed_loopback_port() -> int:
-    """Return a loopback port that was just free, so a connection to it is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
-async def unreachable_store() -> AsyncIterator[RedisVerificationStore]:
-    client = create_redis_client(
-        f"redis://127.0.0.1:{closed_loopback_port()}",
-        connect_timeout_seconds=1.0,
-        read_timeout_seconds=1.0,
-        connection_retries=0,
-    )
-    yield RedisVerificationStore(client, key_prefix=f"test-{uuid4().hex}")
-    await client.aclose()
+def unreachable_store(unreachable_client: RedisClient) -> RedisVerificationStore:
+    return RedisVerificationStore(unreachable_client, key_prefix=f"test-{uuid4().hex}")
+
+
+def is_refused_connection(error: StoreUnavailable) -> bool:
+    """Tell whether a refused connection caused `error`.
+
+    The cluster client wraps the connection error in RedisClusterUnreachableError.
+    """
+    cause = error.__cause__
+    if isinstance(cause, redis_errors.RedisClusterUnreachableError):
+        cause = cause.__cause__
+    return isinstance(cause, redis_errors.ConnectionError)
 
 
 async def test_create_raises_unavailable_when_redis_down(
@@ -513,7 +656,7 @@ async def test_create_raises_unavailable_when_redis_down(
     with pytest.raises(StoreUnavailable) as raised:
         await unreachable_store.create(new_verification())
 
-    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+    assert is_refused_connection(raised.value)
     assert raised.value.retriable
 
 
@@ -523,7 +666,7 @@ async def test_get_raises_unavailable_when_redis_down(
     with pytest.raises(StoreUnavailable) as raised:
         await unreachable_store.get("any-id")
 
-    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+    assert is_refused_connection(raised.value)
     assert "any-id" in str(raised.value)
 
 
@@ -533,7 +676,7 @@ async def test_find_id_raises_unavailable_when_redis_down(
     with pytest.raises(StoreUnavailable) as raised:
         await unreachable_store.find_id_by_message_sid(MESSAGE_SID)
 
-    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+    assert is_refused_connection(raised.value)
 
 
 async def test_update_raises_unavailable_when_redis_down(
@@ -542,4 +685,23 @@ async def test_update_raises_unavailable_when_redis_down(
     with pytest.raises(StoreUnavailable) as raised:
         await unreachable_store.update("any-id", lambda current: current)
 
-    assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
+    assert is_refused_connection(raised.value)
+
+
+async def test_record_attempt_raises_unavailable_when_redis_down(
+    unreachable_store: RedisVerificationStore,
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        await unreachable_store.record_attempt("any-id")
+
+    assert is_refused_connection(raised.value)
+    assert "any-id" in str(raised.value)
+
+
+async def test_conditional_create_raises_unavailable_when_redis_down(
+    unreachable_store: RedisVerificationStore,
+) -> None:
+    with pytest.raises(StoreUnavailable) as raised:
+        await unreachable_store.create(new_verification(), may_replace=lambda current: False)
+
+    assert is_refused_connection(raised.value)

@@ -1,8 +1,10 @@
-"""Unit tests for reading the REDIS_CONNECTION setting into a Redis URL."""
+"""Unit tests for reading the REDIS_CONNECTION setting and building clients without connecting."""
 
 import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from adapters.redis.connection import redis_url
+from adapters.redis.connection import create_redis_client, redis_url
 
 
 @pytest.mark.parametrize(
@@ -70,3 +72,57 @@ def test_redis_url_hides_password_of_rejected_url() -> None:
     message = str(raised.value)
     assert "s3cret" not in message
     assert "'http://***@cache.internal:6379'" in message
+
+
+def test_single_node_client_keeps_timeouts() -> None:
+    client = create_redis_client(
+        "redis://127.0.0.1:6379/2", connect_timeout_seconds=1.5, read_timeout_seconds=3.0
+    )
+
+    assert type(client) is Redis
+    options = client.connection_pool.connection_kwargs
+    assert options["db"] == 2
+    assert options["socket_connect_timeout"] == 1.5
+    assert options["socket_timeout"] == 3.0
+
+
+def test_cluster_client_keeps_timeouts() -> None:
+    client = create_redis_client(
+        "redis://127.0.0.1:7000",
+        cluster=True,
+        connect_timeout_seconds=1.5,
+        read_timeout_seconds=3.0,
+        max_connections=16,
+    )
+
+    assert isinstance(client, RedisCluster)
+    options = client.connection_kwargs
+    assert options["socket_connect_timeout"] == 1.5
+    assert options["socket_timeout"] == 3.0
+    assert options["max_connections"] == 16
+    assert options["decode_responses"] is False
+    assert [(node.host, node.port) for node in client.startup_nodes] == [("127.0.0.1", 7000)]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("unix:///run/redis/redis.sock", "Unix socket"),
+        ("redis://127.0.0.1:7000/2", "'db' must be 0"),
+    ],
+)
+def test_cluster_client_rejects_unfit_url(url: str, reason: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        create_redis_client(url, cluster=True)
+
+    message = str(raised.value)
+    assert "invalid Redis Cluster connection" in message
+    assert reason in message
+    assert "REDIS_CONNECTION" in message
+
+
+def test_cluster_client_error_hides_password() -> None:
+    with pytest.raises(ValueError) as raised:
+        create_redis_client("redis://user:s3cret@127.0.0.1:7000/2", cluster=True)
+
+    assert "s3cret" not in str(raised.value)

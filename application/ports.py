@@ -34,6 +34,20 @@ class SentMessage:
     status: DeliveryStatus
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderMessage:
+    """A message the provider holds, as listed back from it."""
+
+    sid: str
+    body: str
+    status: DeliveryStatus
+    created_at: datetime
+
+    def __repr__(self) -> str:
+        # The body carries a code.
+        return f"ProviderMessage(sid={self.sid!r}, status={self.status!r})"
+
+
 class MessageSender(Protocol):
     """Hands messages to the messaging provider."""
 
@@ -43,6 +57,14 @@ class MessageSender(Protocol):
         Raises `MessageRejected` when the provider refuses the message for good and
         `ProviderUnavailable` when the call may succeed later. The sender does not
         retry by itself.
+        """
+        ...
+
+    async def find_recent(self, to: PhoneNumber, since: datetime) -> list[ProviderMessage]:
+        """Return the messages to `to` that the provider created at or after `since`.
+
+        Used after a crash, to learn whether a send that was started reached the
+        provider. Raises `ProviderUnavailable` when the provider cannot be asked.
         """
         ...
 
@@ -103,7 +125,7 @@ class VerificationStore(Protocol):
 
 
 class Claim(StrEnum):
-    """The state of a request in the ledger when a worker tries to claim it."""
+    """What a worker may do with a request it tried to claim."""
 
     ACQUIRED = "acquired"
     IN_PROGRESS = "in_progress"
@@ -117,12 +139,17 @@ class RequestLedger(Protocol):
     async def claim(self, request_key: str, owner: str, lease_seconds: float) -> Claim:
         """Claim `request_key` for `owner`.
 
-        Returns ACQUIRED when the request is new, is held by `owner` already in any
-        state but completed (so `owner` can retry its own send), or its previous
-        claimant's lease ran out before the send started. Otherwise returns
-        IN_PROGRESS while another owner's lease runs, SEND_STARTED once another owner
-        started a send, and COMPLETED once the request was handled. The lease is
-        renewed on every call by its owner. Raises `StoreUnavailable`.
+        - ACQUIRED: the request is new, is held by `owner` already in any state but
+          completed (so `owner` can retry its own send), or its previous claimant's
+          lease ran out before a send started. `owner` now holds it.
+        - SEND_STARTED: the previous claimant's lease ran out after it started a send,
+          which may or may not have reached the provider. `owner` now holds it and
+          must find out before sending again.
+        - IN_PROGRESS: another owner holds the request and its lease still runs.
+        - COMPLETED: the request was handled.
+
+        A claim by the holder renews its lease, and so does `mark_send_started`.
+        Raises `StoreUnavailable`.
         """
         ...
 

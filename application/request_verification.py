@@ -2,7 +2,9 @@
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from application.errors import (
@@ -22,6 +24,7 @@ from application.ports import (
     OutgoingMessage,
     PhoneNumberParser,
     PlainCodeStore,
+    ProviderMessage,
     RequestLedger,
     SendLimiter,
     VerificationStore,
@@ -43,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 CODE_PLACEHOLDER = "{code}"
 
+# How far the provider's clock may run behind this service's when messages are
+# listed back after a crash.
+_PROVIDER_CLOCK_SKEW = timedelta(minutes=1)
+
 
 @dataclass(frozen=True, slots=True)
 class VerificationRequest:
@@ -60,6 +67,7 @@ class VerificationRequest:
 
 class RequestOutcome(StrEnum):
     SENT = "sent"
+    RECOVERED = "recovered"
     INVALID_REQUEST = "invalid_request"
     REJECTED_BY_RULE = "rejected_by_rule"
     REJECTED_BY_PROVIDER = "rejected_by_provider"
@@ -79,6 +87,13 @@ class MessageTemplate:
     def render(self, code: VerificationCode) -> str:
         # Plain replacement, not str.format, so braces elsewhere in the text stay literal.
         return self.text.replace(CODE_PLACEHOLDER, code.value)
+
+    def extract_code(self, body: str) -> VerificationCode | None:
+        """Return the code in a message rendered from this template, or None."""
+        before, _, after = self.text.partition(CODE_PLACEHOLDER)
+        pattern = re.escape(before) + r"([0-9A-Z]{4,10})" + re.escape(after)
+        match = re.fullmatch(pattern, body)
+        return VerificationCode(match.group(1)) if match else None
 
 
 class _Rejected(Exception):
@@ -130,13 +145,22 @@ class RequestVerification:
         `RequestInProgress` while another owner holds the request, and the retriable
         `PortError`s of the store and sender unchanged, so the caller can retry.
         """
+        try:
+            check_verification_id(request.verification_id)
+        except InvalidVerificationId as error:
+            await self._reject_input(request, error)
+            return RequestOutcome.INVALID_REQUEST
+
         if request.request_key is not None:
             claim = await self._ledger.claim(
                 request.request_key, owner, self._policy.claim_lease.total_seconds()
             )
             if claim is Claim.IN_PROGRESS:
                 raise RequestInProgress(f"request {request.request_key} is held by another worker")
-            if claim is not Claim.ACQUIRED:
+            if claim is Claim.SEND_STARTED and await self._recover(request):
+                await self._complete(request, owner)
+                return RequestOutcome.RECOVERED
+            if claim is Claim.COMPLETED:
                 logger.info(
                     "request_duplicate",
                     extra={
@@ -151,6 +175,41 @@ class RequestVerification:
 
         await self._complete(request, owner)
         return outcome
+
+    async def _recover(self, request: VerificationRequest) -> bool:
+        """Find out whether a crashed worker's send of `request` reached the provider.
+
+        The provider's messages to the phone since the code was stored are compared
+        with the stored digest: a match is the crashed worker's message, which is
+        recorded as if its send had returned. Returns False when no message matches,
+        so the request is sent as new.
+        """
+        stored = await self._store.get(request.verification_id)
+        if stored is None:
+            return False
+        if stored.message_sid is not None:
+            # The crashed worker recorded the send before it died.
+            return True
+        since = stored.created_at - _PROVIDER_CLOCK_SKEW
+        found = await self._sender.find_recent(stored.phone, since)
+        match = next((message for message in found if self._is_code_of(message, stored)), None)
+        if match is None:
+            logger.info("send_not_found_at_provider", extra={"verification_id": stored.id})
+            return False
+
+        now = self._clock.now()
+        await self._store.update(
+            stored.id, lambda current: current.accept_message(match.sid, match.status, now)
+        )
+        await self._notifier.publish(CodeSent(stored.id, stored.phone.masked(), match.sid, now))
+        logger.info(
+            "send_recovered", extra={"verification_id": stored.id, "message_sid": match.sid}
+        )
+        return True
+
+    def _is_code_of(self, message: ProviderMessage, stored: Verification) -> bool:
+        code = self._template.extract_code(message.body)
+        return code is not None and self._digester.matches(code, stored.id, stored.code_digest)
 
     async def _handle(self, request: VerificationRequest, owner: str) -> RequestOutcome:
         try:

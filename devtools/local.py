@@ -48,6 +48,8 @@ LOCAL_ENVIRONMENT = {
     "CODE_SECRET": "local-demo-code-secret-not-for-production",
     "DEFAULT_REGION": "EC",
     "KAFKA_TOPIC": TOPIC,
+    # Tansu, the local broker, rejects the idempotent producer.
+    "KAFKA_PRODUCER_IDEMPOTENCE": "false",
     "LOG_FORMAT": "console",
 }
 
@@ -88,7 +90,8 @@ class Children:
     def stop(self) -> None:
         """Stop each child with SIGTERM; a second Ctrl-C kills the ones still running."""
         try:
-            for name, process in reversed(self._running):
+            while self._running:
+                name, process = self._running.pop()
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
                     try:
@@ -99,6 +102,7 @@ class Children:
         except KeyboardInterrupt:
             for _, process in self._running:
                 process.kill()
+            self._running.clear()
             say("killed the remaining children")
 
 

@@ -9,8 +9,13 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer
 from dependency_injector import containers, providers
 
-from adapters.kafka.consumer import KafkaRequestConsumer
-from adapters.kafka.request_handler import RequestMessageHandler, RetryPolicy
+from adapters.kafka.consumer import ConsumerOptions, KafkaRequestConsumer
+from adapters.kafka.dead_letters import (
+    DeadLetterSink,
+    KafkaDeadLetterSink,
+    create_dead_letter_producer,
+)
+from adapters.kafka.request_handler import RequestMessageHandler, RetryPolicy, request_order
 from adapters.notification.log import LogNotifier
 from adapters.notification.websocket import WebSocketNotifier
 from adapters.phone import PhonenumbersParser
@@ -20,15 +25,17 @@ from adapters.redis.limiter import RedisSendLimiter
 from adapters.redis.plain_codes import RedisPlainCodeStore
 from adapters.redis.store import RedisVerificationStore
 from adapters.system import SecretsCodeGenerator, SystemClock
+from adapters.twilio.pacing import PacedMessageSender, TokenBucket
 from adapters.twilio.sender import TwilioMessageSender
 from adapters.twilio.signature import TwilioSignatureValidator
 from application.check_verification import CheckVerification
 from application.manage_verification import ManageVerification
 from application.policy import VerificationPolicy
-from application.ports import Notifier
+from application.ports import MessageSender, Notifier
 from application.record_delivery_status import RecordDeliveryStatus
 from application.request_verification import MessageTemplate, RequestVerification
 from domain.code import CodeDigester
+from entrypoints.notifiers import notifier_resource
 from entrypoints.settings import Settings
 
 
@@ -69,9 +76,33 @@ async def _notifier(settings: Settings) -> AsyncIterator[Notifier]:
         await notifier.stop()
 
 
+def _paced(sender: TwilioMessageSender, settings: Settings) -> MessageSender:
+    if settings.TWILIO_MAX_MPS == 0:
+        return sender
+    return PacedMessageSender(sender, TokenBucket(settings.TWILIO_MAX_MPS))
+
+
+async def _dead_letter_sink(settings: Settings) -> AsyncIterator[DeadLetterSink]:
+    producer = create_dead_letter_producer(
+        settings.KAFKA_SERVER, enable_idempotence=settings.KAFKA_PRODUCER_IDEMPOTENCE
+    )
+    sink = KafkaDeadLetterSink(producer)
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+def _consumer_options(settings: Settings) -> ConsumerOptions:
+    return ConsumerOptions(
+        max_in_flight=settings.MAX_IN_FLIGHT,
+        shutdown_timeout_seconds=settings.SHUTDOWN_TIMEOUT_SECONDS,
+    )
+
+
 def _kafka_consumer(settings: Settings) -> AIOKafkaConsumer:
+    # No topic here: the request consumer subscribes with its rebalance listener.
     return AIOKafkaConsumer(
-        settings.KAFKA_TOPIC,
         bootstrap_servers=settings.KAFKA_SERVER,
         group_id=settings.KAFKA_GROUP_ID,
         enable_auto_commit=False,
@@ -91,7 +122,7 @@ def _policy(settings: Settings) -> VerificationPolicy:
         max_check_attempts=settings.MAX_CHECK_ATTEMPTS,
         resend_cooldown=timedelta(seconds=settings.RESEND_COOLDOWN_SECONDS),
         allowed_countries=settings.allowed_countries,
-        claim_lease=timedelta(seconds=settings.SEND_MAX_ELAPSED_SECONDS * 2),
+        claim_lease=timedelta(seconds=settings.CLAIM_LEASE_SECONDS),
         legacy_plain_code=settings.LEGACY_PLAIN_CODE,
     )
 
@@ -152,8 +183,9 @@ class Container(containers.DeclarativeContainer):
         global_per_minute=settings.provided.MAX_SENDS_PER_MINUTE,
     )
     plain_codes = providers.Singleton(RedisPlainCodeStore, redis)
-    sender = providers.Resource(_twilio_sender, settings)
-    notifier = providers.Resource(_notifier, settings)
+    twilio_sender = providers.Resource(_twilio_sender, settings)
+    sender = providers.Singleton(_paced, twilio_sender, settings)
+    notifier = providers.Resource(notifier_resource, settings)
     signature_validator = providers.Singleton(
         TwilioSignatureValidator,
         auth_token=providers.Callable(
@@ -198,13 +230,19 @@ class Container(containers.DeclarativeContainer):
         max_attempts=settings.provided.SEND_MAX_ATTEMPTS,
         max_elapsed_seconds=settings.provided.SEND_MAX_ELAPSED_SECONDS,
     )
-    request_handler = providers.Singleton(RequestMessageHandler, request_verification, retry_policy)
+    dead_letters = providers.Resource(_dead_letter_sink, settings)
+    request_handler = providers.Singleton(
+        RequestMessageHandler, request_verification, retry_policy, dead_letters
+    )
     # A factory rather than one consumer: a consumer that failed to start cannot be
     # started again, so the request consumer builds a new one for each try.
     kafka_consumer_factory = providers.Callable(functools.partial, _kafka_consumer, settings)
     request_consumer = providers.Factory(
         KafkaRequestConsumer,
         kafka_consumer_factory,
+        settings.provided.KAFKA_TOPIC,
         request_handler,
-        shutdown_timeout_seconds=settings.provided.SHUTDOWN_TIMEOUT_SECONDS,
+        options=providers.Callable(_consumer_options, settings),
+        ordering_key=request_order,
+        admission=request_handler.provided.wait_until_ready,
     )

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.phone import check_region
@@ -10,6 +10,9 @@ from adapters.redis.connection import redis_url
 from domain.code import MAX_CODE_LENGTH, MIN_CODE_LENGTH, CodeAlphabet
 
 Seconds = Annotated[float, Field(gt=0)]
+
+# The ways events leave the process; see entrypoints/notifiers.py.
+NotifierKind = Literal["websocket", "socketio", "redis", "none"]
 
 
 class Settings(BaseSettings):
@@ -49,7 +52,23 @@ class Settings(BaseSettings):
         le=300_000,
         description="the consumer session timeout in milliseconds (1000 to 300000)",
     )
+    KAFKA_PRODUCER_IDEMPOTENCE: bool = Field(
+        True,
+        description="true for the idempotent producer (Kafka 0.11 and later), or false for "
+        "brokers without it such as Tansu, the local development broker",
+    )
 
+    CLAIM_LEASE_SECONDS: Seconds = Field(
+        120.0,
+        description="the seconds a worker holds a request before another worker may take "
+        "it over; keep it above TWILIO_TIMEOUT_SECONDS times SEND_MAX_ATTEMPTS",
+    )
+    MAX_IN_FLIGHT: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="the number of messages one worker handles at once (1 to 10000)",
+    )
     SHUTDOWN_TIMEOUT_SECONDS: Seconds = Field(
         30.0,
         description="the seconds a stopping worker gives the message in hand before it "
@@ -88,6 +107,12 @@ class Settings(BaseSettings):
     )
     TWILIO_TIMEOUT_SECONDS: Seconds = Field(
         10.0, description="the time limit of one Twilio API call in seconds, above 0"
+    )
+    TWILIO_MAX_MPS: float = Field(
+        80.0,
+        ge=0,
+        description="the messages per second one worker sends to Twilio, or 0 for no "
+        "pacing; divide the sender's Twilio rate by the number of workers",
     )
     SEND_MAX_ATTEMPTS: int = Field(
         5, ge=1, le=50, description="the number of tries of one send (1 to 50)"
@@ -184,13 +209,91 @@ class Settings(BaseSettings):
     # Notifications
     MESSAGES_USERS_URL: str | None = Field(
         None,
-        pattern=r"^wss?://\S+$",
-        description="the ws:// or wss:// URL of the WebSocket hub that receives events, "
-        "or empty to only log them",
+        pattern=r"^(wss?|https?)://\S+$",
+        description="the URL of the hub that receives events: ws:// or wss:// for a WebSocket "
+        "hub, http:// or https:// for a Socket.IO hub, or empty to only log them",
     )
     NOTIFICATION_BUFFER_SIZE: int = Field(
         10_000, ge=1, le=1_000_000, description="the number of events kept while the hub is away"
     )
+
+    # Notifier choice, the /ws hub and the /dashboard page
+    NOTIFIER: NotifierKind = Field(
+        # None is replaced by the kind that MESSAGES_USERS_URL implies, in _default_notifier.
+        None,  # type: ignore[assignment]
+        description="websocket, socketio, redis or none, the way events are sent; empty picks "
+        "websocket for a ws:// or wss:// MESSAGES_USERS_URL, socketio for http:// or https://, "
+        "and none (log only) without a URL",
+    )
+    NOTIFICATION_CHANNEL: str = Field(
+        "verification-events",
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="the Redis pub/sub channel that NOTIFIER=redis publishes on and the /ws hub "
+        "reads (letters, digits, ._:-)",
+    )
+    DASHBOARD_TOKEN: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="the operator token of /dashboard and of /ws?all=true, at least 16 "
+        "characters such as the output of: openssl rand -hex 32; empty turns both off",
+    )
+    HUB_CLIENT_QUEUE_SIZE: int = Field(
+        1_000,
+        ge=1,
+        le=100_000,
+        description="the number of events waiting for one /ws client before it is "
+        "disconnected as too slow (1 to 100000)",
+    )
+    HUB_HISTORY_SIZE: int = Field(
+        500,
+        ge=0,
+        le=100_000,
+        description="the number of recent events the /ws hub sends a new subscriber first, "
+        "or 0 for none",
+    )
+
+    @field_validator("DASHBOARD_TOKEN", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("NOTIFIER", mode="before")
+    @classmethod
+    def _default_notifier(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+        if value not in ("", None):
+            return value
+        # MESSAGES_USERS_URL is declared earlier, so it is validated by now; an invalid
+        # URL is missing here and reported on its own line.
+        url = info.data.get("MESSAGES_USERS_URL")
+        if url is None:
+            return "none"
+        return "websocket" if url.startswith(("ws://", "wss://")) else "socketio"
+
+    @field_validator("NOTIFIER")
+    @classmethod
+    def _notifier_matches_url(cls, value: NotifierKind, info: ValidationInfo) -> NotifierKind:
+        if value not in ("websocket", "socketio"):
+            return value
+        if "MESSAGES_USERS_URL" not in info.data:
+            # The URL itself is invalid, and its own error line says so.
+            return value
+        url = info.data["MESSAGES_USERS_URL"]
+        schemes = ("ws://", "wss://") if value == "websocket" else ("http://", "https://")
+        if url is None:
+            raise ValueError(
+                f"NOTIFIER={value} needs a hub: set MESSAGES_USERS_URL to a "
+                f"{' or '.join(schemes)} URL, or set NOTIFIER to redis or none"
+            )
+        if not url.startswith(schemes):
+            scheme = url.partition("://")[0]
+            implied = "websocket" if scheme in ("ws", "wss") else "socketio"
+            raise ValueError(
+                f"NOTIFIER={value} does not match the {scheme}:// MESSAGES_USERS_URL: use a "
+                f"{' or '.join(schemes)} URL, or set NOTIFIER to {implied} or leave it empty"
+            )
+        return value
 
     # Logging
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -55,7 +55,7 @@ def _is_empty_secret(value: object) -> bool:
 
 
 def _is_secret(name: str) -> bool:
-    return name in {"TWILIO_AUTH_TOKEN", "CODE_SECRET", "API_TOKEN"}
+    return name in {"TWILIO_AUTH_TOKEN", "CODE_SECRET", "API_TOKEN", "DASHBOARD_TOKEN"}
 
 
 def _shorten(value: object) -> str:

@@ -7,6 +7,7 @@ import signal
 
 from dependency_injector import providers
 
+from adapters.kafka.consumer import KafkaRequestConsumer
 from entrypoints.container import Container, resolved
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
@@ -16,27 +17,35 @@ logger = logging.getLogger(__name__)
 
 
 async def run_worker(settings: Settings, container: Container | None = None) -> None:
-    """Consume requests until SIGTERM or SIGINT, then finish the message in hand and stop.
+    """Consume requests until SIGTERM or SIGINT, then finish the messages in hand and stop.
 
     A second signal ends the process at once, without committing.
     """
     container = container or Container(settings=providers.Object(settings))
-    consumer = await resolved(container.request_consumer())
     loop = asyncio.get_running_loop()
+    consumer: KafkaRequestConsumer | None = None
+    stopped_early = False
     signals_seen = 0
 
     def on_signal(signum: int) -> None:
-        nonlocal signals_seen
+        nonlocal signals_seen, stopped_early
         signals_seen += 1
         if signals_seen > 1:
             logger.warning("worker_exit_now", extra={"signal": signal.Signals(signum).name})
             os._exit(128 + signum)
         logger.info("worker_stopping", extra={"signal": signal.Signals(signum).name})
-        consumer.request_stop()
+        if consumer is None:
+            stopped_early = True
+        else:
+            consumer.request_stop()
 
+    # Installed before any connection opens, so a signal during start-up is honoured.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
+        consumer = await resolved(container.request_consumer())
+        if stopped_early:
+            consumer.request_stop()
         await consumer.run()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -14,7 +14,7 @@ from twilio_emulator.config import EmulatorConfig
 from twilio_emulator.control_api import create_control_router
 from twilio_emulator.errors import TwilioApiError
 from twilio_emulator.state import EmulatorState
-from twilio_emulator.twilio_api import create_message, fetch_message
+from twilio_emulator.twilio_api import create_message, fetch_message, list_messages
 
 
 def twilio_error_response(
@@ -24,6 +24,8 @@ def twilio_error_response(
     headers = {}
     if error.http_status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
     return Response(
         content=error.to_body(),
         status_code=error.http_status,
@@ -45,7 +47,7 @@ def create_app(
 ) -> Litestar:
     """Build the app, whose shutdown cancels pending callbacks and closes their HTTP client."""
     return Litestar(
-        route_handlers=[create_message, fetch_message, create_control_router()],
+        route_handlers=[create_message, fetch_message, list_messages, create_control_router()],
         dependencies={
             "config": Provide(lambda: config, use_cache=True, sync_to_thread=False),
             "emulator_state": Provide(lambda: state, use_cache=True, sync_to_thread=False),

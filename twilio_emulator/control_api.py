@@ -10,7 +10,8 @@ Endpoints:
   list sends none. `error` makes "create a Message" fail with that Twilio error:
   `http_status` defaults to the code's usual status, `message` to its title, and
   `times` (default: no limit) counts the create calls that fail before the callbacks
-  script applies again. Returns the stored script.
+  script applies again, and `retry_after_seconds` adds a Retry-After header. Returns
+  the stored script.
 - `DELETE /_emulator/recipients/{to}` removes the script of `to`.
 - `GET /_emulator/messages[?to=...]` returns
   `{"messages": [message...], "rejections": [rejection...]}`, oldest first. A message
@@ -68,6 +69,7 @@ class ErrorSpec(msgspec.Struct, forbid_unknown_fields=True):
     http_status: int | None = None
     message: str | None = None
     times: int | None = None
+    retry_after_seconds: int | None = None
 
 
 class RecipientScriptBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -115,8 +117,16 @@ def to_scripted_error(spec: ErrorSpec) -> ScriptedError:
             f"invalid error.times {spec.times}: expected 1 or more, or leave it out to fail "
             "every call"
         )
+    if spec.retry_after_seconds is not None and spec.retry_after_seconds < 0:
+        raise ValidationException(
+            f"invalid error.retry_after_seconds {spec.retry_after_seconds}: expected 0 or more"
+        )
     return ScriptedError(
-        code=spec.code, http_status=http_status, message=spec.message, remaining=spec.times
+        code=spec.code,
+        http_status=http_status,
+        message=spec.message,
+        remaining=spec.times,
+        retry_after_seconds=spec.retry_after_seconds,
     )
 
 
@@ -144,6 +154,7 @@ def render_script(to: str, script: RecipientScript) -> dict[str, Any]:
             "http_status": script.error.http_status,
             "message": script.error.message,
             "times": script.error.remaining,
+            "retry_after_seconds": script.error.retry_after_seconds,
         }
     return {"to": recipient_key(to), "callbacks": callbacks, "error": error}
 

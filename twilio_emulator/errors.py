@@ -28,6 +28,7 @@ class ErrorCode:
 KNOWN_ERRORS: dict[int, ErrorCode] = {
     entry.code: entry
     for entry in (
+        ErrorCode(20001, 400, "Invalid parameter"),
         ErrorCode(20003, 401, "Authenticate"),
         ErrorCode(20404, 404, "Not Found"),
         ErrorCode(20429, 429, "Too Many Requests"),
@@ -74,11 +75,19 @@ def describe_error(code: int) -> ErrorCode:
 class TwilioApiError(Exception):
     """A REST API failure that the emulator returns as Twilio's JSON error body."""
 
-    def __init__(self, code: int, message: str | None = None, http_status: int | None = None):
+    def __init__(
+        self,
+        code: int,
+        message: str | None = None,
+        http_status: int | None = None,
+        retry_after_seconds: int | None = None,
+    ):
         entry = describe_error(code)
         self.code = code
         self.message = message or entry.title
         self.http_status = http_status or entry.http_status
+        # Sent as the Retry-After header, as Twilio does on some 429 and 503 answers.
+        self.retry_after_seconds = retry_after_seconds
         super().__init__(f"{self.code}: {self.message}")
 
     def to_body(self) -> dict[str, Any]:

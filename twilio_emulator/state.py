@@ -70,6 +70,7 @@ class ScriptedError:
     http_status: int
     message: str | None = None
     remaining: int | None = None
+    retry_after_seconds: int | None = None
 
 
 @dataclass(slots=True)

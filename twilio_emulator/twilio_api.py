@@ -1,4 +1,4 @@
-"""Route handlers of the emulated Twilio REST API: create and fetch a Message.
+"""Route handlers of the emulated Twilio REST API: create, fetch and list Messages.
 
 Both routes check HTTP Basic auth against the configured Account SID and Auth Token,
 and the Account SID in the path against the configured one, before anything else
@@ -92,7 +92,10 @@ async def create_message(
         scripted_error = emulator_state.take_scripted_error(str(message_request.to))
         if scripted_error is not None:
             raise TwilioApiError(
-                scripted_error.code, scripted_error.message, scripted_error.http_status
+                scripted_error.code,
+                scripted_error.message,
+                scripted_error.http_status,
+                scripted_error.retry_after_seconds,
             )
     except TwilioApiError as error:
         to_value = first_value(fields, "To")
@@ -156,3 +159,44 @@ async def fetch_message(
     if record is None:
         raise TwilioApiError(20404, f"The requested resource {request.url.path} was not found")
     return Response(content=render_message(record), media_type=MediaType.JSON)
+
+
+@get(MESSAGES_PATH + ".json")
+async def list_messages(
+    request: Request[Any, Any, Any],
+    account_sid: FromPath[str],
+    config: NamedDependency[EmulatorConfig],
+    emulator_state: NamedDependency[EmulatorState],
+) -> Response[dict[str, object]]:
+    """List Message resources newest first, filtered by `To`, one page of `PageSize`.
+
+    Only the first page is served, with `next_page_uri` null; the service reads no
+    further than that.
+    """
+    await authenticate(request, account_sid, config, emulator_state)
+    to = request.query_params.get("To")
+    try:
+        page_size = int(request.query_params.get("PageSize", "50"))
+    except ValueError as error:
+        raise TwilioApiError(20001, "PageSize must be a whole number") from error
+    page_size = max(1, min(page_size, 1000))
+    records = [
+        record
+        for record in reversed(emulator_state.messages.values())
+        if to is None or record.to == to
+    ][:page_size]
+    uri = request.url.path
+    return Response(
+        content={
+            "messages": [render_message(record) for record in records],
+            "end": max(len(records) - 1, 0),
+            "first_page_uri": f"{uri}?PageSize={page_size}&Page=0",
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{uri}?PageSize={page_size}&Page=0",
+        },
+        media_type=MediaType.JSON,
+    )

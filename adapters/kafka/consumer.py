@@ -1,4 +1,4 @@
-"""Consumes the request topic in a consumer group and commits each message once handled."""
+"""Consumes the request topic in a consumer group, many messages at once, committing in order."""
 
 import asyncio
 import contextlib
@@ -6,8 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
+
+from adapters.kafka.offsets import OffsetTracker
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ class ConsumedMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    # Milliseconds since the epoch, as the producer or the broker stamped the record.
+    timestamp: int = 0
 
     @classmethod
     def from_record(cls, record: ConsumerRecord[bytes, bytes]) -> "ConsumedMessage":
@@ -32,71 +36,102 @@ class ConsumedMessage:
             key=record.key,
             value=record.value,
             headers=tuple(record.headers or ()),
+            timestamp=record.timestamp,
         )
 
 
 MessageHandler = Callable[[ConsumedMessage], Awaitable[None]]
+OrderingKey = Callable[[ConsumedMessage], object]
+
+
+def record_key_order(message: ConsumedMessage) -> object:
+    """Order messages by their Kafka key; keyless messages of a partition run freely."""
+    return message.key
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerOptions:
+    """Tuning of `KafkaRequestConsumer`."""
+
+    max_in_flight: int = 256
+    poll_timeout_ms: int = 200
+    commit_interval_seconds: float = 0.2
+    shutdown_timeout_seconds: float = 30.0
+    start_retry_max_wait_seconds: float = 10.0
 
 
 class KafkaRequestConsumer:
-    """Runs `handler` on each message in partition order, committing after each one.
+    """Runs `handler` on up to `max_in_flight` messages at once and commits what is done.
 
-    Delivery is at least once: a message whose handler did not return (a crash, a
-    lost partition) is read again by the next owner of the partition. The handler
-    must take care of bad input itself; an exception from it stops the consumer
-    without committing that message.
+    Messages with the same ordering key run one after another in offset order; the
+    rest run concurrently. Per partition, the committed offset only moves past a
+    message once it and every earlier message are finished, so delivery is at least
+    once: a message whose handler did not finish (a crash, a lost partition, the
+    shutdown timeout) is read again by the next owner of its partition. The handler
+    must deal with bad input itself; an exception from it stops the consumer without
+    committing that message.
     """
 
     def __init__(
         self,
         consumer_factory: Callable[[], AIOKafkaConsumer],
+        topic: str,
         handler: MessageHandler,
-        poll_timeout_ms: int = 500,
-        max_records: int = 100,
-        shutdown_timeout_seconds: float = 30.0,
-        start_retry_max_wait_seconds: float = 10.0,
+        options: ConsumerOptions | None = None,
+        ordering_key: OrderingKey = record_key_order,
+        admission: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
+        self._topic = topic
         self._handler = handler
-        self._poll_timeout_ms = poll_timeout_ms
-        self._max_records = max_records
-        self._shutdown_timeout_seconds = shutdown_timeout_seconds
-        self._start_retry_max_wait_seconds = start_retry_max_wait_seconds
+        self._options = options or ConsumerOptions()
+        self._ordering_key = ordering_key
+        # Awaited before each fetch, so the handler can hold new messages back, for
+        # example while its store is unreachable.
+        self._admission = admission
         self._stopping = asyncio.Event()
+        self._capacity = asyncio.Semaphore(self._options.max_in_flight)
+        self._trackers: dict[TopicPartition, OffsetTracker] = {}
+        self._tails: dict[object, asyncio.Task[None]] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
 
     def request_stop(self) -> None:
-        """Finish the message in hand, commit it and return from `run`.
+        """Stop fetching, let messages in hand finish within the shutdown timeout, commit.
 
-        A message still in hand after the shutdown timeout is abandoned uncommitted,
-        so the next owner of its partition handles it again.
+        Messages still running after the shutdown timeout are cancelled and left
+        uncommitted, so the next owner of their partition handles them again.
         """
         self._stopping.set()
 
     async def run(self) -> None:
         if not await self._start():
             return
-        logger.info(
-            "consumer_started",
-            extra={"topics": sorted(self._consumer.subscription())},
-        )
+        logger.info("consumer_started", extra={"topic": self._topic})
+        committer = asyncio.create_task(self._commit_periodically())
         try:
-            while not self._stopping.is_set():
-                batches = await self._consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
-                )
-                for partition, records in batches.items():
-                    await self._handle_partition(partition, records)
-                    if self._stopping.is_set():
-                        break
+            await self._fetch_until_stopped()
+            await self._drain()
         finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self._commit_finished()
             await self._stop_consumer()
             logger.info("consumer_stopped")
+        if self._failure is not None:
+            raise self._failure
 
     async def _start(self) -> bool:
         """Start the consumer, retrying while the broker is unreachable; False if stopped."""
         wait = 0.5
         while not self._stopping.is_set():
+            self._consumer.subscribe([self._topic], listener=_RebalanceListener(self))
             try:
                 await self._consumer.start()
                 return True
@@ -110,9 +145,160 @@ class KafkaRequestConsumer:
                 self._consumer = self._consumer_factory()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
-            wait = min(wait * 2, self._start_retry_max_wait_seconds)
+            wait = min(wait * 2, self._options.start_retry_max_wait_seconds)
         await self._stop_consumer()
         return False
+
+    async def _fetch_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            if self._admission is not None:
+                await self._until_stopping(self._admission())
+                if self._stopping.is_set():
+                    return
+            free = self._options.max_in_flight - len(self._in_flight)
+            if free <= 0:
+                await self._until_stopping(self._capacity_freed())
+                continue
+            batches = await self._consumer.getmany(
+                timeout_ms=self._options.poll_timeout_ms, max_records=free
+            )
+            for partition, records in batches.items():
+                for record in records:
+                    await self._dispatch(partition, record)
+
+    async def _dispatch(
+        self, partition: TopicPartition, record: ConsumerRecord[bytes, bytes]
+    ) -> None:
+        tracker = self._trackers.get(partition)
+        if tracker is None:
+            # Fetched just before the partition was revoked: its new owner reads it.
+            return
+        message = ConsumedMessage.from_record(record)
+        await self._capacity.acquire()
+        tracker.dispatched(message.offset)
+        key = self._ordering_key(message)
+        previous = self._tails.get(key) if key is not None else None
+        task = asyncio.create_task(self._run_one(tracker, message, previous))
+        self._in_flight.add(task)
+        if key is not None:
+            self._tails[key] = task
+        task.add_done_callback(lambda done: self._forget(done, key))
+
+    async def _run_one(
+        self,
+        tracker: OffsetTracker,
+        message: ConsumedMessage,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:
+            # Same ordering key: wait for the earlier message, whatever its outcome.
+            await asyncio.wait({previous})
+        try:
+            await self._handler(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.exception(
+                "handler_failed",
+                extra={
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
+            )
+            self._failure = error
+            self._stopping.set()
+            return
+        tracker.finished(message.offset)
+
+    def _forget(self, task: asyncio.Task[None], key: object) -> None:
+        self._in_flight.discard(task)
+        self._capacity.release()
+        if key is not None and self._tails.get(key) is task:
+            del self._tails[key]
+
+    async def _capacity_freed(self) -> None:
+        async with self._capacity:
+            pass
+
+    async def _until_stopping(self, waiting: Awaitable[None]) -> None:
+        """Wait for `waiting`, or return early when a stop is requested."""
+        work = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (work, stop):
+                if not future.done():
+                    future.cancel()
+
+    async def _drain(self) -> None:
+        """Give the messages in hand the shutdown timeout, then cancel the rest."""
+        if not self._in_flight:
+            return
+        pending = set(self._in_flight)
+        _, still_running = await asyncio.wait(
+            pending, timeout=self._options.shutdown_timeout_seconds
+        )
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            await asyncio.wait(still_running)
+            logger.warning(
+                "messages_abandoned_at_shutdown",
+                extra={
+                    "count": len(still_running),
+                    "shutdown_timeout_seconds": self._options.shutdown_timeout_seconds,
+                },
+            )
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.commit_interval_seconds)
+            await self._commit_finished()
+
+    async def _commit_finished(self, partitions: set[TopicPartition] | None = None) -> None:
+        offsets = {}
+        for partition, tracker in self._trackers.items():
+            if partitions is not None and partition not in partitions:
+                continue
+            offset = tracker.committable()
+            if offset is not None:
+                offsets[partition] = offset
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced and this member lost some of these partitions; their
+            # messages are handled again by the next owner, which the ledger tolerates.
+            logger.warning("commit_failed_rebalance", extra={"partitions": _names(offsets)})
+            return
+        except KafkaError as error:
+            logger.warning(
+                "commit_failed", extra={"partitions": _names(offsets), "error": repr(error)}
+            )
+            return
+        for partition, offset in offsets.items():
+            tracker = self._trackers.get(partition)
+            if tracker is not None:
+                tracker.committed = offset
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Commit what is finished in the revoked partitions, then stop tracking them."""
+        await self._commit_finished(revoked)
+        for partition in revoked:
+            tracker = self._trackers.pop(partition, None)
+            if tracker is not None and tracker.in_flight:
+                logger.info(
+                    "partition_revoked_in_flight",
+                    extra={"partition": str(partition), "in_flight": tracker.in_flight},
+                )
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        for partition in assigned:
+            self._trackers.setdefault(partition, OffsetTracker())
+        logger.info("partitions_assigned", extra={"partitions": sorted(map(str, assigned))})
 
     async def _stop_consumer(self) -> None:
         try:
@@ -126,66 +312,21 @@ class KafkaRequestConsumer:
                 raise
             logger.warning("consumer_stop_interrupted")
 
-    async def _handle_partition(
-        self, partition: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
-        for record in records:
-            if self._stopping.is_set():
-                return
-            if partition not in self._consumer.assignment():
-                # Revoked in a rebalance: the new owner reads the rest from the last commit.
-                return
-            if not await self._handle_in_time(ConsumedMessage.from_record(record)):
-                return
-            await self._commit(partition, record.offset + 1)
 
-    async def _handle_in_time(self, message: ConsumedMessage) -> bool:
-        """Run the handler; once a stop is requested, give it the shutdown timeout.
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards aiokafka's rebalance callbacks, which run inside `getmany`."""
 
-        Returns False when the handler was cancelled at the timeout, so the message
-        must not be committed.
-        """
-        handling = asyncio.ensure_future(self._handler(message))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({handling, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not handling.done():
-                await asyncio.wait({handling}, timeout=self._shutdown_timeout_seconds)
-        finally:
-            stopping.cancel()
-        if handling.done():
-            handling.result()
-            return True
-        handling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await handling
-        logger.warning(
-            "message_abandoned_at_shutdown",
-            extra={
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "shutdown_timeout_seconds": self._shutdown_timeout_seconds,
-            },
-        )
-        return False
+    def __init__(self, owner: KafkaRequestConsumer) -> None:
+        self._owner = owner
 
-    async def _commit(self, partition: TopicPartition, next_offset: int) -> None:
-        try:
-            await self._consumer.commit({partition: next_offset})
-        except CommitFailedError:
-            # The group rebalanced and this member no longer owns the partition; the
-            # message is handled again by the next owner, which the handler tolerates.
-            logger.warning(
-                "commit_failed_rebalance",
-                extra={"topic": partition.topic, "partition": partition.partition},
-            )
-        except KafkaError as error:
-            logger.warning(
-                "commit_failed",
-                extra={
-                    "topic": partition.topic,
-                    "partition": partition.partition,
-                    "error": repr(error),
-                },
-            )
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner.on_assigned(set(assigned))
+
+
+def _names(offsets: dict[TopicPartition, int]) -> list[str]:
+    return sorted(
+        f"{partition.topic}:{partition.partition}@{offset}" for partition, offset in offsets.items()
+    )

@@ -80,7 +80,12 @@ def parse_request(value: bytes | None, record_key: str | None = None) -> Verific
         payload = RequestPayload.model_validate(document)
     except ValidationError as error:
         raise InvalidPayload(_describe(error), _loose_id(document)) from error
-    request_key = f"request:{payload.request_id}" if payload.request_id else record_key
+    # A producer's request id names a request of one verification only.
+    request_key = (
+        f"request:{payload.verification_id}:{payload.request_id}"
+        if payload.request_id
+        else record_key
+    )
     return VerificationRequest(payload.verification_id, payload.phone, payload.locale, request_key)
 
 

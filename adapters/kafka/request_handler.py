@@ -1,5 +1,7 @@
 """Turns one consumed Kafka message into a RequestVerification call, with bounded retries."""
 
+import asyncio
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -15,8 +17,9 @@ from tenacity import (
 )
 
 from adapters.kafka.consumer import ConsumedMessage
+from adapters.kafka.dead_letters import DeadLetter, DeadLetterReason, DeadLetterSink
 from adapters.kafka.payloads import InvalidPayload, parse_request
-from application.errors import ProviderUnavailable, RequestInProgress, StoreUnavailable
+from application.errors import PortError, ProviderUnavailable, RequestInProgress, StoreUnavailable
 from application.request_verification import RequestVerification, VerificationRequest
 
 logger = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ class RetryPolicy:
     """How often and how long one request's send is retried.
 
     Waits grow exponentially with full jitter, so many workers retrying after one
-    outage do not call the provider in step.
+    outage do not call the provider in step, and never undercut a `Retry-After`.
     """
 
     max_attempts: int = 5
@@ -36,12 +39,56 @@ class RetryPolicy:
     max_wait_seconds: float = 10.0
 
 
-class RequestMessageHandler:
-    """Handles one request message: bad input is reported, outages are retried."""
+def request_order(message: ConsumedMessage) -> object:
+    """Order requests by Kafka key, or by verification id for keyless producers."""
+    if message.key is not None:
+        return message.key
+    try:
+        document = json.loads(message.value or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    verification_id = document.get("Id", document.get("verification_id"))
+    return str(verification_id) if isinstance(verification_id, str | int) else None
 
-    def __init__(self, use_case: RequestVerification, retry: RetryPolicy) -> None:
+
+class _RetryAfterAwareWait:
+    """Full-jitter exponential wait that honours the provider's `Retry-After`."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._jitter = wait_random_exponential(
+            multiplier=policy.initial_wait_seconds, max=policy.max_wait_seconds
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = float(self._jitter(state))
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after_seconds", None)
+        return max(wait, float(retry_after)) if retry_after else wait
+
+
+class RequestMessageHandler:
+    """Handles one request message: bad input goes to dead letters, outages are retried.
+
+    While the store is unreachable, `wait_until_ready` holds the consumer back from
+    fetching more, and the messages in hand keep retrying without being committed.
+    """
+
+    def __init__(
+        self,
+        use_case: RequestVerification,
+        retry: RetryPolicy,
+        dead_letters: DeadLetterSink,
+    ) -> None:
         self._use_case = use_case
         self._retry = retry
+        self._dead_letters = dead_letters
+        self._store_ready = asyncio.Event()
+        self._store_ready.set()
+
+    async def wait_until_ready(self) -> None:
+        await self._store_ready.wait()
 
     async def __call__(self, message: ConsumedMessage) -> None:
         structlog.contextvars.bind_contextvars(
@@ -53,45 +100,85 @@ class RequestMessageHandler:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
 
     async def _handle(self, message: ConsumedMessage) -> None:
-        record_key = f"{message.topic}:{message.partition}:{message.offset}"
+        # The timestamp tells apart two records at one offset, as when a topic is
+        # recreated or a development broker restarts empty, while a redelivery of the
+        # same record keeps it.
+        record_key = f"{message.topic}:{message.partition}:{message.offset}:{message.timestamp}"
         try:
             request = parse_request(message.value, record_key)
         except InvalidPayload as error:
-            logger.warning(
-                "request_invalid",
-                extra={"error": str(error), "verification_id": error.verification_id},
-            )
-            if error.verification_id is not None:
-                await self._use_case.reject_invalid(error.verification_id, str(error))
+            await self._reject(message, error)
             return
 
         logger.debug("request_received", extra={"verification_id": request.verification_id})
         # One owner per handling of this message: retries below keep it, so they may
         # resume a send this handling started, while another worker may not.
         owner = uuid.uuid4().hex
-        await self._while_store_unavailable(request, owner)
+        exhausted = await self._while_store_unavailable(request, owner)
+        if exhausted is not None:
+            await self._dead_letter(message, DeadLetterReason.RETRIES_EXHAUSTED, exhausted)
 
-    async def _while_store_unavailable(self, request: VerificationRequest, owner: str) -> None:
+    async def _reject(self, message: ConsumedMessage, error: InvalidPayload) -> None:
+        logger.warning(
+            "request_invalid",
+            extra={"error": str(error), "verification_id": error.verification_id},
+        )
+        reason = (
+            DeadLetterReason.INVALID_REQUEST
+            if error.verification_id is not None
+            else DeadLetterReason.INVALID_JSON
+        )
+        await self._dead_letter(message, reason, error)
+        if error.verification_id is not None:
+            await self._use_case.reject_invalid(error.verification_id, str(error))
+
+    async def _dead_letter(
+        self, message: ConsumedMessage, reason: DeadLetterReason, error: Exception
+    ) -> None:
+        # Retried without limit like a store outage: committing the message before its
+        # dead letter is stored would lose it.
+        async for attempt in AsyncRetrying(
+            retry=lambda state: bool(
+                state.outcome and getattr(state.outcome.exception(), "retriable", False)
+            ),
+            wait=wait_random_exponential(multiplier=0.2, max=5.0),
+            before_sleep=_log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                await self._dead_letters.send(DeadLetter(message, reason, str(error)))
+
+    async def _while_store_unavailable(
+        self, request: VerificationRequest, owner: str
+    ) -> PortError | None:
+        """Handle `request`, waiting out store outages; return the error if sends ran out."""
         # A store outage, or another worker holding the same request, is waited out
         # without limit: the message stays uncommitted, so nothing is lost, and the
         # worker resumes when the store returns or the other worker's claim ends.
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((StoreUnavailable, RequestInProgress)),
             wait=wait_random_exponential(multiplier=0.2, max=5.0),
-            before_sleep=_log_retry,
+            before_sleep=self._before_store_retry,
             reraise=True,
         ):
             with attempt:
-                await self._with_send_retries(request, owner)
+                exhausted = await self._with_send_retries(request, owner)
+        self._store_ready.set()
+        return exhausted
 
-    async def _with_send_retries(self, request: VerificationRequest, owner: str) -> None:
+    def _before_store_retry(self, state: RetryCallState) -> None:
+        if state.outcome is not None and isinstance(state.outcome.exception(), StoreUnavailable):
+            self._store_ready.clear()
+        _log_retry(state)
+
+    async def _with_send_retries(
+        self, request: VerificationRequest, owner: str
+    ) -> ProviderUnavailable | None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ProviderUnavailable),
             stop=stop_after_attempt(self._retry.max_attempts)
             | stop_after_delay(self._retry.max_elapsed_seconds),
-            wait=wait_random_exponential(
-                multiplier=self._retry.initial_wait_seconds, max=self._retry.max_wait_seconds
-            ),
+            wait=_RetryAfterAwareWait(self._retry),
             before_sleep=_log_retry,
             reraise=True,
         )
@@ -101,6 +188,8 @@ class RequestMessageHandler:
                     await self._use_case.execute(request, owner)
         except ProviderUnavailable as error:
             await self._use_case.abandon(request, owner, error)
+            return error
+        return None
 
 
 def _log_retry(state: RetryCallState) -> None:

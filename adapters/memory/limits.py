@@ -39,17 +39,17 @@ class InMemoryRequestLedger:
             entry.claimed_at = now
             entry.lease = lease
             return Claim.ACQUIRED
-        if entry.state is Claim.SEND_STARTED:
-            return Claim.SEND_STARTED
         # The claimant's own lease decides, as in the Redis ledger.
         if now - entry.claimed_at < entry.lease:
             return Claim.IN_PROGRESS
-        self.entries[request_key] = _Entry(owner, Claim.ACQUIRED, now, lease)
-        return Claim.ACQUIRED
+        taken = Claim.SEND_STARTED if entry.state is Claim.SEND_STARTED else Claim.ACQUIRED
+        self.entries[request_key] = _Entry(owner, entry.state, now, lease)
+        return taken
 
     async def mark_send_started(self, request_key: str, owner: str) -> None:
         entry = self._held_by(request_key, owner)
         entry.state = Claim.SEND_STARTED
+        entry.claimed_at = self._clock.now()
 
     async def complete(self, request_key: str, owner: str) -> None:
         entry = self.entries.get(request_key)

@@ -19,7 +19,8 @@ from application.ports import Claim
 
 logger = logging.getLogger(__name__)
 
-MAX_REQUEST_KEY_LENGTH = 200
+# A topic name (up to 249 characters) with partition, offset and timestamp fits.
+MAX_REQUEST_KEY_LENGTH = 320
 DEFAULT_WINDOW_SECONDS = 86400
 
 # Shared by the scripts: the server time in Unix milliseconds. TIME is allowed before
@@ -31,8 +32,9 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 # ARGV[1] owner, ARGV[2] lease in ms, ARGV[3] window in seconds. Returns
 # {result, previous owner}. The owner keeps its claim in any state but completed and
-# renews its lease. Another owner takes over only a claim whose lease ran out before
-# a send started.
+# renews its lease. Another owner waits while the lease runs, then takes the claim
+# over: as acquired before a send started, or as send_started after one did, so the
+# new owner can ask the provider whether that send went through.
 _CLAIM_SCRIPT = (
     _NOW_MS
     + """
@@ -44,9 +46,8 @@ end
 if state == 'completed' then return {'completed', owner or ''} end
 local result = 'acquired'
 if state and owner ~= ARGV[1] then
-  if state == 'send_started' then return {'send_started', owner or ''} end
   if now < tonumber(entry[3]) + tonumber(entry[4]) then return {'in_progress', owner or ''} end
-  result = 'taken_over'
+  if state == 'send_started' then result = 'send_started' else result = 'taken_over' end
 end
 redis.call('HSET', KEYS[1], 'state', state or 'claimed', 'owner', ARGV[1],
   'claimed_at_ms', now, 'lease_ms', ARGV[2])
@@ -65,11 +66,10 @@ local entry = redis.call('HMGET', KEYS[1], 'state', 'owner')
 local state, owner = entry[1], entry[2]
 if state == 'completed' then return 'completed' end
 if state and owner ~= ARGV[1] then return 'held' end
-if state ~= 'send_started' then
-  redis.call('HSET', KEYS[1], 'state', 'send_started', 'owner', ARGV[1],
-    'send_started_at_ms', now)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
+-- The lease runs from the send's start, so the send has the whole lease to finish.
+redis.call('HSET', KEYS[1], 'state', 'send_started', 'owner', ARGV[1],
+  'send_started_at_ms', now, 'claimed_at_ms', now)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 'ok'
 """
 )
@@ -113,7 +113,7 @@ class RedisRequestLedger:
     def request_key(self, request_key: str) -> str:
         """Return the Redis key of the ledger entry for `request_key`.
 
-        Raises `ValueError` for an empty key or one longer than 200 characters.
+        Raises `ValueError` for an empty key or one longer than `MAX_REQUEST_KEY_LENGTH` characters.
         """
         if not request_key or len(request_key) > MAX_REQUEST_KEY_LENGTH:
             raise ValueError(
@@ -125,13 +125,10 @@ class RedisRequestLedger:
     async def claim(self, request_key: str, owner: str, lease_seconds: float) -> Claim:
         """Claim `request_key` for `owner` for `lease_seconds`, measured on the Redis clock.
 
-        Returns ACQUIRED when the request is new, is held by `owner` in any state but
-        completed, or its previous claimant's lease ran out before the send started.
-        `owner` keeps a started send, so it can retry it. Otherwise returns IN_PROGRESS
-        while another owner's lease runs, SEND_STARTED once another owner started a
-        send, and COMPLETED once the request was handled. Every ACQUIRED renews the
-        lease and the window. Raises `StoreUnavailable`, and `ValueError` for an empty
-        owner or a lease that is not a positive number of seconds.
+        Follows the `RequestLedger.claim` contract. Every claim that returns ACQUIRED
+        or SEND_STARTED gives `owner` the request and renews the lease and the window.
+        Raises `StoreUnavailable`, and `ValueError` for an empty owner or a lease that
+        is not a positive number of seconds.
         """
         key = self.request_key(request_key)
         _check_owner(owner)
@@ -142,16 +139,17 @@ class RedisRequestLedger:
         with unavailable_errors("EVALSHA ledger-claim", key):
             reply = await self._claim(keys=[key], args=[owner, lease_ms, self._window_seconds])
         result, previous_owner = _text(reply[0]), _text(reply[1])
-        if result == "taken_over":
+        if result in ("taken_over", "send_started"):
             logger.info(
                 "request_claim_taken_over",
                 extra={
                     "request_key": request_key,
                     "owner": owner,
                     "previous_owner": previous_owner,
+                    "send_started": result == "send_started",
                 },
             )
-            return Claim.ACQUIRED
+            return Claim.ACQUIRED if result == "taken_over" else Claim.SEND_STARTED
         return Claim(result)
 
     async def mark_send_started(self, request_key: str, owner: str) -> None:

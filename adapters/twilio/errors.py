@@ -32,15 +32,18 @@ PERMANENT_CODES: dict[int, str] = {
 }
 
 
-def classify(error: TwilioRestException) -> PortError:
+def classify(error: TwilioRestException, retry_after_seconds: float | None = None) -> PortError:
     """Turn a Twilio API error into `ProviderUnavailable` or `MessageRejected`.
 
     Unknown codes follow the HTTP status: 429 and 5xx are retried, other 4xx are not.
+    `retry_after_seconds`, from the response's `Retry-After`, goes with a retriable error.
     """
     code = error.code
     error_code = str(code) if code is not None else None
     if code in RETRIABLE_CODES or error.status == 429 or error.status >= 500:
         meaning = RETRIABLE_CODES.get(code or 0, f"HTTP {error.status}")
-        return ProviderUnavailable(f"Twilio is unavailable: {meaning}", error_code)
+        return ProviderUnavailable(
+            f"Twilio is unavailable: {meaning}", error_code, retry_after_seconds
+        )
     meaning = PERMANENT_CODES.get(code or 0, error.msg or f"HTTP {error.status}")
     return MessageRejected(f"Twilio rejected the message: {meaning}", error_code)

@@ -2,23 +2,60 @@
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from adapters.twilio.addresses import whatsapp_address
 from adapters.twilio.errors import classify
 from application.errors import ProviderUnavailable
-from application.ports import OutgoingMessage, SentMessage
+from application.ports import OutgoingMessage, ProviderMessage, SentMessage
 from domain.delivery import DeliveryStatus
 from domain.phone import PhoneNumber
 
 logger = logging.getLogger(__name__)
 
 STATUS_CALLBACK_PATH = "/twilio/status"
+# Messages to one phone listed when recovering after a crash; far more than the
+# per-phone send limits allow in a day.
+RECOVERY_PAGE_SIZE = 50
+
+# The headers of the last Twilio response in this task. The SDK raises its errors
+# without the response headers, and one HTTP client serves many concurrent sends, so
+# the headers travel in a context variable, which each task sees on its own.
+_last_response_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "twilio_last_response_headers", default=None
+)
+
+
+class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """The SDK's async HTTP client, keeping each response's headers for this task."""
+
+    async def request(self, *args: Any, **kwargs: Any) -> Response:
+        _last_response_headers.set(None)
+        response: Response = await super().request(*args, **kwargs)
+        _last_response_headers.set(response.headers)
+        return response
+
+
+def _retry_after_seconds() -> float | None:
+    headers = _last_response_headers.get()
+    if not headers:
+        return None
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        # An HTTP date instead of seconds; the jittered backoff applies instead.
+        return None
 
 
 class TwilioMessageSender:
@@ -33,7 +70,7 @@ class TwilioMessageSender:
         api_base_url: str = "https://api.twilio.com",
         timeout_seconds: float = 10.0,
     ) -> None:
-        self._http_client = AsyncTwilioHttpClient(timeout=timeout_seconds)
+        self._http_client = _HeaderKeepingHttpClient(timeout=timeout_seconds)
         self._client = Client(account_sid, auth_token, http_client=self._http_client)
         # The SDK builds request URLs from the domain's base URL, which lets the
         # service talk to a local emulator or a regional proxy.
@@ -58,7 +95,7 @@ class TwilioMessageSender:
                     **({"status_callback": callback} if callback else {}),
                 )
         except TwilioRestException as error:
-            raise classify(error) from error
+            raise classify(error, _retry_after_seconds()) from error
         except TimeoutError as error:
             raise ProviderUnavailable(
                 f"the Twilio API call timed out after {self._timeout_seconds} s"
@@ -72,6 +109,28 @@ class TwilioMessageSender:
             extra={"verification_id": message.verification_id, "message_sid": created.sid},
         )
         return SentMessage(sid=created.sid, status=status)
+
+    async def find_recent(self, to: PhoneNumber, since: datetime) -> list[ProviderMessage]:
+        # Twilio lists the newest first; its DateSent filter would miss queued
+        # messages, so the creation time is checked here instead.
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                listed = await self._client.messages.list_async(
+                    to=whatsapp_address(to), limit=RECOVERY_PAGE_SIZE
+                )
+        except TwilioRestException as error:
+            raise classify(error, _retry_after_seconds()) from error
+        except TimeoutError as error:
+            raise ProviderUnavailable(
+                f"listing Twilio messages timed out after {self._timeout_seconds} s"
+            ) from error
+        except aiohttp.ClientError as error:
+            raise ProviderUnavailable(f"Twilio could not be reached: {error}") from error
+        return [
+            ProviderMessage(message.sid, message.body or "", _known_status(message.status), created)
+            for message in listed
+            if (created := message.date_created) is not None and created >= since
+        ]
 
     async def close(self) -> None:
         await self._http_client.close()

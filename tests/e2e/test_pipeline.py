@@ -73,6 +73,7 @@ async def stack(broker: TansuBroker, unique: str, tmp_path: Path) -> AsyncIterat
             "KAFKA_TOPIC": topic,
             "KAFKA_GROUP_ID": f"verification-group-{unique}",
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_PRODUCER_IDEMPOTENCE": "false",
             "REDIS_CONNECTION": "127.0.0.1:6379",
             "REDIS_KEY_PREFIX": key_prefix,
             "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,

@@ -329,7 +329,7 @@ async def test_ledger_key_puts_request_key_in_hash_tag(ledger: RedisRequestLedge
     assert key.endswith(":request:{Verification:3:1042}")
 
 
-@pytest.mark.parametrize("request_key", ["", "r" * 201])
+@pytest.mark.parametrize("request_key", ["", "r" * 321])
 async def test_ledger_rejects_invalid_request_key(
     ledger: RedisRequestLedger, request_key: str
 ) -> None:
@@ -397,7 +397,7 @@ async def test_claim_takes_over_after_lease_runs_out(
     assert await ledger.claim("request-1", "worker-a", 30) is Claim.IN_PROGRESS
 
 
-async def test_claim_reports_send_started_to_other_owner(
+async def test_claim_hands_expired_started_send_over(
     ledger: RedisRequestLedger, client: RedisClient
 ) -> None:
     await ledger.claim("request-1", "worker-a", 0.05)
@@ -409,7 +409,20 @@ async def test_claim_reports_send_started_to_other_owner(
     assert claim is Claim.SEND_STARTED
     key = ledger.request_key("request-1")
     assert await client.hget(key, "state") == b"send_started"
-    assert await client.hget(key, "owner") == b"worker-a"
+    assert await client.hget(key, "owner") == b"worker-b"
+    assert await ledger.claim("request-1", "worker-c", 30) is Claim.IN_PROGRESS
+
+
+async def test_claim_waits_for_live_started_send(
+    ledger: RedisRequestLedger, client: RedisClient
+) -> None:
+    await ledger.claim("request-1", "worker-a", 30)
+    await ledger.mark_send_started("request-1", "worker-a")
+
+    claim = await ledger.claim("request-1", "worker-b", 30)
+
+    assert claim is Claim.IN_PROGRESS
+    assert await client.hget(ledger.request_key("request-1"), "owner") == b"worker-a"
 
 
 async def test_claim_lets_owner_retry_its_started_send(

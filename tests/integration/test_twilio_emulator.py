@@ -660,6 +660,7 @@ async def test_scripted_error_fails_create_with_its_code(
         "http_status": 400,
         "message": None,
         "times": None,
+        "retry_after_seconds": None,
     }
 
     first = await create_error(twilio_client, to=to, from_=WHATSAPP_SENDER, body="hi")

@@ -1,6 +1,8 @@
 """TwilioMessageSender through the official SDK against the Twilio emulator over HTTP."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -141,3 +143,56 @@ async def test_unreachable_api_is_unavailable(emulator: RunningEmulator) -> None
 
     with pytest.raises(ProviderUnavailable, match="could not be reached"):
         await _send(sender)
+
+
+async def test_retry_after_header_reaches_error(emulator: RunningEmulator) -> None:
+    emulator.state.set_script(
+        TO.e164,
+        RecipientScript(error=ScriptedError(code=20429, http_status=429, retry_after_seconds=7)),
+    )
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await _send(_sender(emulator))
+
+    assert caught.value.retry_after_seconds == 7
+
+
+async def test_concurrent_sends_keep_their_own_retry_after(emulator: RunningEmulator) -> None:
+    emulator.state.set_script(
+        TO.e164,
+        RecipientScript(error=ScriptedError(code=20429, http_status=429, retry_after_seconds=3)),
+    )
+    sender = _sender(emulator)
+    other = PhoneNumber("+12025550199")
+
+    async def send(to: PhoneNumber) -> object:
+        try:
+            return await sender.send(OutgoingMessage("user-1", to, "Your code is: 1"))
+        except ProviderUnavailable as error:
+            return error
+
+    try:
+        failed, sent = await asyncio.gather(send(TO), send(other))
+    finally:
+        await sender.close()
+
+    assert isinstance(failed, ProviderUnavailable)
+    assert failed.retry_after_seconds == 3
+    assert not isinstance(sent, ProviderUnavailable)
+
+
+async def test_find_recent_lists_messages_to_phone(emulator: RunningEmulator) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    first = await _send(_sender(emulator), verification_id="user-1")
+    sender = _sender(emulator)
+    try:
+        await sender.send(OutgoingMessage("user-2", PhoneNumber("+12025550199"), "Other: 1"))
+        found = await sender.find_recent(TO, before)
+        later = await sender.find_recent(TO, datetime.now(UTC) + timedelta(minutes=5))
+    finally:
+        await sender.close()
+
+    assert [message.sid for message in found] == [first]
+    assert found[0].body == "Your code is: 907153"
+    assert found[0].status is DeliveryStatus.QUEUED
+    assert later == []

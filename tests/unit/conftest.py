@@ -8,6 +8,7 @@ from dependency_injector import providers
 
 from adapters.kafka.request_handler import RetryPolicy
 from adapters.memory.clock import FakeClock, FixedCodeGenerator
+from adapters.memory.dead_letters import RecordingDeadLetterSink
 from adapters.memory.limits import (
     InMemoryPlainCodeStore,
     InMemoryRequestLedger,
@@ -32,6 +33,7 @@ class Fakes:
     ledger: InMemoryRequestLedger
     limiter: InMemorySendLimiter
     plain_codes: InMemoryPlainCodeStore
+    dead_letters: RecordingDeadLetterSink
 
 
 @pytest.fixture
@@ -63,10 +65,14 @@ def fakes(settings_overrides: dict[str, object]) -> Iterator[Fakes]:
     container.ledger.override(providers.Object(ledger))
     container.limiter.override(providers.Object(limiter))
     container.plain_codes.override(providers.Object(plain_codes))
+    dead_letters = RecordingDeadLetterSink()
+    container.dead_letters.override(providers.Object(dead_letters))
     container.retry_policy.override(
         providers.Object(
             RetryPolicy(max_attempts=3, initial_wait_seconds=0.001, max_wait_seconds=0.002)
         )
     )
-    yield Fakes(container, clock, store, sender, notifier, ledger, limiter, plain_codes)
+    yield Fakes(
+        container, clock, store, sender, notifier, ledger, limiter, plain_codes, dead_letters
+    )
     container.unwire()

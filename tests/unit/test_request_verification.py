@@ -1,6 +1,9 @@
 """RequestVerification against the fakes: what is stored, sent and published."""
 
+import asyncio
+
 from adapters.kafka.consumer import ConsumedMessage
+from adapters.kafka.dead_letters import DeadLetterReason, DeadLetterUnavailable
 from application.errors import MessageRejected, ProviderUnavailable
 from application.request_verification import RequestOutcome, VerificationRequest
 from domain.code import VerificationCode
@@ -125,15 +128,22 @@ async def test_handler_gives_up_after_max_attempts(fakes: Fakes) -> None:
     stored = await fakes.store.get("user-1")
     assert stored is not None
     assert stored.delivery_status is DeliveryStatus.FAILED
+    [letter] = fakes.dead_letters.letters
+    assert letter.reason is DeadLetterReason.RETRIES_EXHAUSTED
+    assert "20503" in letter.error
 
 
-async def test_handler_skips_non_json_without_event(fakes: Fakes) -> None:
+async def test_handler_dead_letters_non_json(fakes: Fakes) -> None:
     handler = fakes.container.request_handler()
 
     await handler(_message(b"not json"))
 
     assert fakes.sender.sent == []
     assert fakes.notifier.events == []
+    [letter] = fakes.dead_letters.letters
+    assert letter.reason is DeadLetterReason.INVALID_JSON
+    assert letter.message.offset == 7
+    assert "not JSON" in letter.error
 
 
 async def test_handler_reports_missing_phone_to_requester(fakes: Fakes) -> None:
@@ -142,6 +152,9 @@ async def test_handler_reports_missing_phone_to_requester(fakes: Fakes) -> None:
     await handler(_message(b'{"Id": "user-1"}'))
 
     assert fakes.sender.sent == []
+    assert [letter.reason for letter in fakes.dead_letters.letters] == [
+        DeadLetterReason.INVALID_REQUEST
+    ]
     [event] = fakes.notifier.events
     assert isinstance(event, SendFailed)
     assert event.reason is SendFailureReason.INVALID_REQUEST
@@ -159,3 +172,23 @@ async def test_handler_accepts_snake_case_request(fakes: Fakes) -> None:
 
 def _message(value: bytes) -> ConsumedMessage:
     return ConsumedMessage("Verification", 0, 7, None, value)
+
+
+async def test_handler_retries_dead_letter_outage(fakes: Fakes) -> None:
+    fakes.dead_letters.fail_next(DeadLetterUnavailable("broker away"))
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b"not json"))
+
+    assert len(fakes.dead_letters.letters) == 1
+
+
+async def test_handler_waits_out_retry_after(fakes: Fakes) -> None:
+    fakes.sender.fail_next(ProviderUnavailable("too many requests", "20429", 0.2))
+    handler = fakes.container.request_handler()
+    started = asyncio.get_running_loop().time()
+
+    await handler(_message(b'{"Id": "user-1", "Phone": "+593991234567"}'))
+
+    assert asyncio.get_running_loop().time() - started >= 0.2
+    assert len(fakes.sender.sent) == 1

@@ -136,16 +136,47 @@ async def test_same_owner_retries_its_own_send(fakes: Fakes) -> None:
     assert len(fakes.sender.sent) == 1
 
 
-async def test_started_send_is_not_repeated_by_other_worker(fakes: Fakes) -> None:
+async def test_started_send_waits_for_live_owner(fakes: Fakes) -> None:
     request = _request(key="Verification:0:9")
     fakes.sender.fail_next(ProviderUnavailable("timed out"))
     with pytest.raises(ProviderUnavailable):
         await _execute(fakes, request, "owner-1")
 
+    with pytest.raises(RequestInProgress):
+        await _execute(fakes, request, "owner-2")
+
+    assert fakes.sender.sent == []
+
+
+async def test_crashed_send_at_provider_is_recovered(fakes: Fakes) -> None:
+    request = _request(key="Verification:0:12")
+    fakes.sender.accept_then_fail_next()
+    with pytest.raises(ConnectionResetError):
+        await _execute(fakes, request, "owner-1")
+    fakes.clock.advance(121)
+
     outcome = await _execute(fakes, request, "owner-2")
 
-    assert outcome is RequestOutcome.DUPLICATE
-    assert fakes.sender.sent == []
+    assert outcome is RequestOutcome.RECOVERED
+    assert len(fakes.sender.provider_messages) == 1
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    assert stored.message_sid == fakes.sender.provider_messages[0][1].sid
+    assert [type(event) for event in fakes.notifier.events] == [CodeSent]
+    assert await _execute(fakes, request, "owner-3") is RequestOutcome.DUPLICATE
+
+
+async def test_crashed_send_missing_at_provider_is_sent(fakes: Fakes) -> None:
+    request = _request(key="Verification:0:13")
+    fakes.sender.fail_next(ConnectionResetError("the process died before the request left"))
+    with pytest.raises(ConnectionResetError):
+        await _execute(fakes, request, "owner-1")
+    fakes.clock.advance(121)
+
+    outcome = await _execute(fakes, request, "owner-2")
+
+    assert outcome is RequestOutcome.SENT
+    assert len(fakes.sender.sent) == 1
 
 
 async def test_live_claim_of_other_worker_is_in_progress(fakes: Fakes) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks and measurements that run against real components."""

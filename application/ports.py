@@ -139,12 +139,12 @@ class RequestLedger(Protocol):
     async def claim(self, request_key: str, owner: str, lease_seconds: float) -> Claim:
         """Claim `request_key` for `owner`.
 
-        - ACQUIRED: the request is new, is held by `owner` already in any state but
-          completed (so `owner` can retry its own send), or its previous claimant's
-          lease ran out before a send started. `owner` now holds it.
-        - SEND_STARTED: the previous claimant's lease ran out after it started a send,
-          which may or may not have reached the provider. `owner` now holds it and
-          must find out before sending again.
+        - ACQUIRED: the request is new, is held by `owner` already with no send
+          started, or its previous claimant's lease ran out before a send started.
+          `owner` now holds it.
+        - SEND_STARTED: a send was started, by `owner` itself or by a previous
+          claimant whose lease ran out, and may or may not have reached the
+          provider. `owner` now holds it and must find out before sending again.
         - IN_PROGRESS: another owner holds the request and its lease still runs.
         - COMPLETED: the request was handled.
 

@@ -38,7 +38,7 @@ class InMemoryRequestLedger:
         if entry.owner == owner:
             entry.claimed_at = now
             entry.lease = lease
-            return Claim.ACQUIRED
+            return Claim.SEND_STARTED if entry.state is Claim.SEND_STARTED else Claim.ACQUIRED
         # The claimant's own lease decides, as in the Redis ledger.
         if now - entry.claimed_at < entry.lease:
             return Claim.IN_PROGRESS

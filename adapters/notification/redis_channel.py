@@ -229,7 +229,9 @@ class RedisNotifier:
                 self._buffer.log_drops()
                 failures_in_a_row = 0
 
-    async def _wait_after_failure(self, failures_in_a_row: int, error: BaseException | None) -> None:
+    async def _wait_after_failure(
+        self, failures_in_a_row: int, error: BaseException | None
+    ) -> None:
         delay = backoff_delay(
             failures_in_a_row, self._initial_backoff_seconds, self._max_backoff_seconds
         )

@@ -1,4 +1,4 @@
-"""Notifier that emits each event as a Socket.IO `Profile` event to one hub, reconnecting as needed."""
+"""Notifier that emits each event as a Socket.IO `Profile` event to one hub, reconnecting."""
 
 import asyncio
 import contextlib
@@ -263,7 +263,9 @@ class SocketIONotifier:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_requested.wait(), delay)
 
-    async def _connect_and_emit(self, session: aiohttp.ClientSession, failures_in_a_row: int) -> int:
+    async def _connect_and_emit(
+        self, session: aiohttp.ClientSession, failures_in_a_row: int
+    ) -> int:
         """Run one connection from opening to loss, and return the new failure count."""
         client = socketio.AsyncClient(
             reconnection=False,

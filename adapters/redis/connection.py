@@ -4,7 +4,7 @@ import ipaddress
 import re
 from typing import Any, Literal, TypeAlias, overload
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -12,6 +12,12 @@ from redis.exceptions import RedisClusterException
 
 # The client types the Redis adapters accept: one server, or a Redis Cluster.
 RedisClient: TypeAlias = Redis | RedisCluster
+
+# Connections one single-node client opens at most. A worker with 256 messages in
+# flight shares them; each Redis command holds one for about a round trip.
+DEFAULT_MAX_CONNECTIONS = 64
+# How long a command waits for a free connection before it fails as unavailable.
+POOL_WAIT_SECONDS = 20.0
 
 DEFAULT_PORT = 6379
 
@@ -117,7 +123,15 @@ def create_redis_client(
         "decode_responses": False,
     }
     if not cluster:
-        return Redis.from_url(url, max_connections=max_connections, **options)
+        # A blocking pool makes a burst of concurrent commands wait for a free
+        # connection instead of failing with "Too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            **options,
+        )
+        return Redis(connection_pool=pool)
 
     if url.lower().startswith("unix://"):
         raise _invalid_for_cluster(url, "a cluster cannot be reached through a Unix socket")

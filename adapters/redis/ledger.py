@@ -33,8 +33,8 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # ARGV[1] owner, ARGV[2] lease in ms, ARGV[3] window in seconds. Returns
 # {result, previous owner}. The owner keeps its claim in any state but completed and
 # renews its lease. Another owner waits while the lease runs, then takes the claim
-# over: as acquired before a send started, or as send_started after one did, so the
-# new owner can ask the provider whether that send went through.
+# over. Once a send started, the result is send_started for the owner and for a new
+# owner alike, so either asks the provider whether that send went through.
 _CLAIM_SCRIPT = (
     _NOW_MS
     + """
@@ -48,6 +48,8 @@ local result = 'acquired'
 if state and owner ~= ARGV[1] then
   if now < tonumber(entry[3]) + tonumber(entry[4]) then return {'in_progress', owner or ''} end
   if state == 'send_started' then result = 'send_started' else result = 'taken_over' end
+elseif state == 'send_started' then
+  result = 'send_started'
 end
 redis.call('HSET', KEYS[1], 'state', state or 'claimed', 'owner', ARGV[1],
   'claimed_at_ms', now, 'lease_ms', ARGV[2])
@@ -139,7 +141,7 @@ class RedisRequestLedger:
         with unavailable_errors("EVALSHA ledger-claim", key):
             reply = await self._claim(keys=[key], args=[owner, lease_ms, self._window_seconds])
         result, previous_owner = _text(reply[0]), _text(reply[1])
-        if result in ("taken_over", "send_started"):
+        if result == "taken_over" or (result == "send_started" and previous_owner != owner):
             logger.info(
                 "request_claim_taken_over",
                 extra={

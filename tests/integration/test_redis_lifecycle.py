@@ -425,7 +425,7 @@ async def test_claim_waits_for_live_started_send(
     assert await client.hget(ledger.request_key("request-1"), "owner") == b"worker-a"
 
 
-async def test_claim_lets_owner_retry_its_started_send(
+async def test_claim_reports_own_started_send(
     ledger: RedisRequestLedger, client: RedisClient
 ) -> None:
     await ledger.claim("request-1", "worker-a", 30)
@@ -433,7 +433,7 @@ async def test_claim_lets_owner_retry_its_started_send(
 
     claim = await ledger.claim("request-1", "worker-a", 30)
 
-    assert claim is Claim.ACQUIRED
+    assert claim is Claim.SEND_STARTED
     assert await client.hget(ledger.request_key("request-1"), "state") == b"send_started"
 
 

@@ -53,7 +53,7 @@ def test_empty_region_means_e164_only() -> None:
         ("CODE_TTL_SECONDS", "0"),
         ("WEBHOOK_PORT", "70000"),
         ("WEBHOOK_PUBLIC_URL", "verify.example.test"),
-        ("MESSAGES_USERS_URL", "http://hub.example.test"),
+        ("MESSAGES_USERS_URL", "ftp://hub.example.test"),
         ("MESSAGE_TEMPLATE", "Your code"),
         ("REDIS_CONNECTION", "http://x"),
     ],

@@ -1,0 +1,229 @@
+"""The worker as a child process under faults: kill -9, SIGTERM, provider errors, bad input.
+
+Each test starts its own worker on a topic, group and key prefix of its own against
+the session's Tansu broker, the machine's Redis and an in-process Twilio emulator.
+"""
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from devtools.tansu import TansuBroker
+from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER
+from tests.support.processes import ServiceProcess
+from tests.support.stack import create_topic, phone_for, publish_requests, worker_environment
+from twilio_emulator.config import EmulatorConfig
+from twilio_emulator.server import RunningEmulator, running_emulator
+from twilio_emulator.state import EmulatorState, RecipientScript, ScriptedError
+
+WAIT_SECONDS = 90
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    config = EmulatorConfig(
+        account_sid=TEST_ACCOUNT_SID,
+        auth_token=TEST_AUTH_TOKEN,
+        whatsapp_sender=TEST_SENDER,
+        response_delay_ms=100,
+        default_callback_statuses=(),
+    )
+    async with running_emulator(config) as running:
+        yield running
+
+
+def _requests(prefix: str, count: int) -> list[dict[str, str]]:
+    return [{"Id": f"{prefix}-{number}", "Phone": phone_for(number)} for number in range(count)]
+
+
+def _sends_per_phone(state: EmulatorState) -> Counter[str]:
+    return Counter(message.to for message in state.messages.values())
+
+
+async def _settled(state: EmulatorState, expected: int, quiet_seconds: float = 3.0) -> None:
+    """Wait for `expected` messages, then for a quiet spell in which no more arrive."""
+    await state.wait_for(lambda current: len(current.messages) >= expected, WAIT_SECONDS)
+    seen = len(state.messages)
+    while True:
+        await asyncio.sleep(quiet_seconds)
+        if len(state.messages) == seen:
+            return
+        seen = len(state.messages)
+
+
+def _worker(environment: dict[str, str], log: Path) -> ServiceProcess:
+    worker = ServiceProcess("entrypoints.worker", environment, log)
+    worker.start()
+    return worker
+
+
+async def test_kill_9_then_restart_sends_each_once(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    environment = worker_environment(
+        broker, emulator.base_url, unique, CLAIM_LEASE_SECONDS=3, TWILIO_MAX_MPS=0
+    )
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 4)
+    first = _worker(environment, tmp_path / "first.log")
+    try:
+        await publish_requests(broker, topic, _requests("kill", 1000), partitions=4)
+        await emulator.state.wait_for(lambda state: len(state.messages) >= 300, WAIT_SECONDS)
+    finally:
+        first.kill()
+    in_flight_at_kill = 1000 - len(emulator.state.messages)
+
+    second = _worker(environment, tmp_path / "second.log")
+    try:
+        await _settled(emulator.state, 1000)
+    finally:
+        exit_code = await asyncio.to_thread(second.stop)
+
+    sends = _sends_per_phone(emulator.state)
+    assert in_flight_at_kill > 0
+    assert len(sends) == 1000, second.log()[-3000:]
+    assert set(sends.values()) == {1}
+    assert exit_code == 0
+
+
+async def test_sigterm_mid_stream_loses_and_repeats_nothing(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    environment = worker_environment(broker, emulator.base_url, unique, MAX_IN_FLIGHT=20)
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 2)
+    first = _worker(environment, tmp_path / "first.log")
+    await publish_requests(broker, topic, _requests("term", 200), partitions=2)
+    await emulator.state.wait_for(lambda state: len(state.messages) >= 40, WAIT_SECONDS)
+
+    exit_code = await asyncio.to_thread(first.stop)
+
+    assert exit_code == 0, first.log()[-3000:]
+    assert "Traceback" not in first.log()
+    second = _worker(environment, tmp_path / "second.log")
+    try:
+        await _settled(emulator.state, 200)
+    finally:
+        await asyncio.to_thread(second.stop)
+    sends = _sends_per_phone(emulator.state)
+    assert len(sends) == 200
+    assert set(sends.values()) == {1}
+
+
+async def test_rate_limit_retried_then_sent_once(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    environment = worker_environment(broker, emulator.base_url, unique)
+    phone = phone_for(1)
+    emulator.state.set_script(
+        phone,
+        RecipientScript(
+            error=ScriptedError(code=20429, http_status=429, remaining=2, retry_after_seconds=1)
+        ),
+    )
+    worker = _worker(environment, tmp_path / "worker.log")
+    try:
+        await publish_requests(broker, environment["KAFKA_TOPIC"], [{"Id": "r-1", "Phone": phone}])
+        await _settled(emulator.state, 1, quiet_seconds=2)
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    assert len(emulator.state.rejections) == 2
+    assert _sends_per_phone(emulator.state) == {f"whatsapp:{phone}": 1}
+    assert worker.log().count('"event": "request_retry"') == 2
+
+
+async def test_unsubscribed_recipient_is_not_retried(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    environment = worker_environment(broker, emulator.base_url, unique)
+    phone = phone_for(2)
+    emulator.state.set_script(
+        phone, RecipientScript(error=ScriptedError(code=21610, http_status=400))
+    )
+    worker = _worker(environment, tmp_path / "worker.log")
+    try:
+        await publish_requests(broker, environment["KAFKA_TOPIC"], [{"Id": "u-1", "Phone": phone}])
+        await emulator.state.wait_for(lambda state: len(state.rejections) >= 1, WAIT_SECONDS)
+        await asyncio.sleep(2)
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    assert len(emulator.state.rejections) == 1
+    assert emulator.state.messages == {}
+    assert '"error_code": "21610"' in worker.log()
+
+
+async def test_unreadable_message_goes_to_dead_letters(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    environment = worker_environment(broker, emulator.base_url, unique)
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 1)
+    worker = _worker(environment, tmp_path / "worker.log")
+    try:
+        await _publish_raw(
+            broker, topic, [b"not json", json.dumps({"Id": "ok-1", "Phone": phone_for(3)}).encode()]
+        )
+        await emulator.state.wait_for(lambda state: len(state.messages) >= 1, WAIT_SECONDS)
+        letters = await _read_all(broker, f"{topic}.DLQ", 1)
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    [letter] = letters
+    headers = dict(letter.headers)
+    assert letter.value == b"not json"
+    assert headers["dlq.reason"] == b"invalid_json"
+    assert headers["dlq.original.topic"] == topic.encode()
+    assert headers["dlq.original.offset"] == b"0"
+    assert await _committed(broker, topic, environment["KAFKA_GROUP_ID"]) == 2
+
+
+async def _publish_raw(broker: TansuBroker, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def _read_all(
+    broker: TansuBroker, topic: str, count: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while len(records) < count:
+                batches = await consumer.getmany(timeout_ms=500)
+                for batch in batches.values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _committed(broker: TansuBroker, topic: str, group: str) -> int | None:
+    async with asyncio.timeout(WAIT_SECONDS):
+        while True:
+            reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group)
+            await reader.start()
+            try:
+                offset = await reader.committed(TopicPartition(topic, 0))
+            finally:
+                await reader.stop()
+            if offset is not None:
+                return offset
+            await asyncio.sleep(0.5)

@@ -6,6 +6,7 @@ the session's Tansu broker, the machine's Redis and an in-process Twilio emulato
 
 import asyncio
 import json
+import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from devtools.ports import free_port, wait_for_port
 from devtools.tansu import TansuBroker
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER
 from tests.support.processes import ServiceProcess
@@ -37,8 +39,9 @@ async def emulator() -> AsyncIterator[RunningEmulator]:
         yield running
 
 
-def _requests(prefix: str, count: int) -> list[dict[str, str]]:
-    return [{"Id": f"{prefix}-{number}", "Phone": phone_for(number)} for number in range(count)]
+def _requests(prefix: str, count: int, first: int = 0) -> list[dict[str, str]]:
+    numbers = range(first, first + count)
+    return [{"Id": f"{prefix}-{number}", "Phone": phone_for(number)} for number in numbers]
 
 
 def _sends_per_phone(state: EmulatorState) -> Counter[str]:
@@ -227,3 +230,99 @@ async def _committed(broker: TansuBroker, topic: str, group: str) -> int | None:
             if offset is not None:
                 return offset
             await asyncio.sleep(0.5)
+
+
+class _OwnRedis:
+    """A redis-server of this test on a free port, with AOF so a restart keeps the data."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self._directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self._directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, 10)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+async def test_redis_outage_mid_stream_loses_nothing(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    redis = _OwnRedis(tmp_path)
+    redis.start()
+    environment = worker_environment(
+        broker, emulator.base_url, unique, REDIS_CONNECTION=f"127.0.0.1:{redis.port}"
+    )
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 2)
+    worker = _worker(environment, tmp_path / "worker.log")
+    try:
+        await publish_requests(broker, topic, _requests("outage", 30), partitions=2)
+        await emulator.state.wait_for(lambda state: len(state.messages) >= 30, WAIT_SECONDS)
+        await asyncio.to_thread(redis.stop)
+        await publish_requests(broker, topic, _requests("during", 30, first=30), partitions=2)
+        # The worker keeps retrying without committing while Redis is away.
+        await asyncio.sleep(3)
+        sent_during_outage = len(emulator.state.messages)
+        await asyncio.to_thread(redis.start)
+        await _settled(emulator.state, 60)
+    finally:
+        exit_code = await asyncio.to_thread(worker.stop)
+        redis.stop()
+
+    sends = _sends_per_phone(emulator.state)
+    assert sent_during_outage == 30
+    assert len(sends) == 60
+    assert set(sends.values()) == {1}
+    assert exit_code == 0
+    assert '"error": "StoreUnavailable(' in worker.log()
+
+
+async def test_rebalance_during_slow_send_sends_once(
+    broker: TansuBroker, emulator: RunningEmulator, unique: str, tmp_path: Path
+) -> None:
+    emulator.state.response_delay_ms = 3000
+    environment = worker_environment(broker, emulator.base_url, unique)
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 2)
+    worker_a = _worker(environment, tmp_path / "a.log")
+    worker_b: ServiceProcess | None = None
+    try:
+        await asyncio.sleep(8)  # Tansu needs a session timeout before A's first join.
+        await publish_requests(broker, topic, _requests("slow", 2), partitions=2)
+        await asyncio.sleep(1)
+        worker_b = _worker(environment, tmp_path / "b.log")
+        await _settled(emulator.state, 2, quiet_seconds=12)
+    finally:
+        exit_b = await asyncio.to_thread(worker_b.stop) if worker_b else None
+        exit_a = await asyncio.to_thread(worker_a.stop)
+
+    sends = _sends_per_phone(emulator.state)
+    assert len(sends) == 2
+    assert set(sends.values()) == {1}
+    assert (exit_a, exit_b) == (0, 0)
+    assert "Traceback" not in worker_a.log()

@@ -18,9 +18,11 @@ $(STAMP): requirements/dev.lock pyproject.toml
 run: install
 	$(BIN)/python -m devtools.local
 
-## Check the layering and types, then run every test against real Redis, Kafka and HTTP.
+## Check the layering and types, then run every test against real Redis, Kafka, HTTP and
+## a headless Chromium (Debian's package, installed when missing).
 test: install lint
 	scripts/ensure-redis
+	scripts/ensure-chromium
 	$(BIN)/pytest
 
 lint: install

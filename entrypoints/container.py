@@ -16,8 +16,6 @@ from adapters.kafka.dead_letters import (
     create_dead_letter_producer,
 )
 from adapters.kafka.request_handler import RequestMessageHandler, RetryPolicy, request_order
-from adapters.notification.log import LogNotifier
-from adapters.notification.websocket import WebSocketNotifier
 from adapters.phone import PhonenumbersParser
 from adapters.redis.connection import RedisClient, create_redis_client
 from adapters.redis.ledger import RedisRequestLedger
@@ -31,7 +29,7 @@ from adapters.twilio.signature import TwilioSignatureValidator
 from application.check_verification import CheckVerification
 from application.manage_verification import ManageVerification
 from application.policy import VerificationPolicy
-from application.ports import MessageSender, Notifier
+from application.ports import MessageSender
 from application.record_delivery_status import RecordDeliveryStatus
 from application.request_verification import MessageTemplate, RequestVerification
 from domain.code import CodeDigester
@@ -60,20 +58,6 @@ async def _twilio_sender(settings: Settings) -> AsyncIterator[TwilioMessageSende
         yield sender
     finally:
         await sender.close()
-
-
-async def _notifier(settings: Settings) -> AsyncIterator[Notifier]:
-    if settings.MESSAGES_USERS_URL is None:
-        yield LogNotifier()
-        return
-    notifier = WebSocketNotifier(
-        settings.MESSAGES_USERS_URL, buffer_size=settings.NOTIFICATION_BUFFER_SIZE
-    )
-    notifier.start()
-    try:
-        yield notifier
-    finally:
-        await notifier.stop()
 
 
 def _paced(sender: TwilioMessageSender, settings: Settings) -> MessageSender:

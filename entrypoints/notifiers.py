@@ -82,7 +82,7 @@ async def _redis_notifier(settings: Settings) -> AsyncIterator[RedisNotifier]:
 
 @asynccontextmanager
 async def channel_reader(settings: Settings) -> AsyncIterator[RedisChannelReader]:
-    """Yield a reader of `NOTIFICATION_CHANNEL` with a Redis client of its own, closed afterwards."""
+    """Yield a reader of `NOTIFICATION_CHANNEL` with a Redis client of its own, closed after."""
     client = create_redis_client(
         settings.REDIS_CONNECTION,
         cluster=settings.REDIS_CLUSTER,

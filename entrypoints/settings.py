@@ -264,8 +264,8 @@ class Settings(BaseSettings):
             return value.strip().lower()
         if value not in ("", None):
             return value
-        # MESSAGES_USERS_URL is declared earlier, so it is validated by now; an invalid
-        # URL is missing here and reported on its own line.
+        # MESSAGES_USERS_URL is declared earlier, so it is validated by now. An invalid
+        # URL is missing here and gets an error line of its own.
         url = info.data.get("MESSAGES_USERS_URL")
         if url is None:
             return "none"
@@ -277,7 +277,7 @@ class Settings(BaseSettings):
         if value not in ("websocket", "socketio"):
             return value
         if "MESSAGES_USERS_URL" not in info.data:
-            # The URL itself is invalid, and its own error line says so.
+            # The URL itself is invalid, and its own error line reports it.
             return value
         url = info.data["MESSAGES_USERS_URL"]
         schemes = ("ws://", "wss://") if value == "websocket" else ("http://", "https://")

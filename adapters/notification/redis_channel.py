@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from adapters.notification.buffer import (
@@ -46,7 +47,8 @@ class RedisNotifier:
     exponential backoff and jitter and tries the same frame again, so during a Redis
     outage frames wait in the buffer, and the oldest are dropped once it is full. Drops
     are counted in `frames_dropped` and logged at most once per
-    `drop_log_interval_seconds`.
+    `drop_log_interval_seconds`, plus one line for the rest when a PUBLISH succeeds
+    again or the notifier stops.
 
     Redis pub/sub keeps nothing: a frame reaches only the subscribers connected when
     it is published. A PUBLISH that timed out after Redis ran it is sent again, so a
@@ -348,14 +350,11 @@ class RedisChannelReader:
             )
             await asyncio.sleep(delay)
 
-    async def _read(self, pubsub: object) -> AsyncIterator[str]:
-        # `pubsub` is a PubSub or a ClusterPubSub, which share these methods but no base.
+    async def _read(self, pubsub: PubSub) -> AsyncIterator[str]:
         heard_at = time.monotonic()
         pinged_at = heard_at
         while True:
-            message = await pubsub.get_message(  # type: ignore[attr-defined]
-                ignore_subscribe_messages=True, timeout=1.0
-            )
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             now = time.monotonic()
             if message is not None:
                 heard_at = now
@@ -370,4 +369,4 @@ class RedisChannelReader:
                 )
             if now - max(heard_at, pinged_at) >= self._health_check_seconds:
                 pinged_at = now
-                await pubsub.ping()  # type: ignore[attr-defined]
+                await pubsub.ping()

@@ -61,7 +61,8 @@ class SocketIONotifier:
     `publish` converts the event with `profile_payload` and appends it to a buffer of
     `buffer_size` payloads without touching the network. On a full buffer each new
     payload drops the oldest one. Drops are counted in `frames_dropped` and logged at
-    most once per `drop_log_interval_seconds`.
+    most once per `drop_log_interval_seconds`, plus one line for the rest when a
+    connection opens or the notifier stops.
 
     A background task, run between `start()` and `stop()` or inside `async with`,
     connects with `socketio.AsyncClient` over aiohttp (long polling, then an upgrade

@@ -32,6 +32,20 @@ PERMANENT_CODES: dict[int, str] = {
 }
 
 
+# Codes that status callbacks carry for failed or undelivered messages. They never
+# come from the API call, so they are not part of the retry classification.
+DELIVERY_ERROR_MEANINGS: dict[int, str] = {
+    30003: "unreachable destination handset",
+    30005: "unknown destination handset",
+    30006: "landline or unreachable carrier",
+    30007: "message filtered by the carrier",
+    30008: "unknown delivery error",
+    63003: "the recipient is not reachable on WhatsApp",
+    63016: "outside the WhatsApp 24-hour window: a pre-approved template is required",
+    63024: "invalid message recipient",
+}
+
+
 def classify(error: TwilioRestException, retry_after_seconds: float | None = None) -> PortError:
     """Turn a Twilio API error into `ProviderUnavailable` or `MessageRejected`.
 

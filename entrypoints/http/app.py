@@ -11,7 +11,9 @@ from litestar.types import Scope
 
 from entrypoints.container import Container, resolved
 from entrypoints.http.callbacks import twilio_status
+from entrypoints.http.dashboard import dashboard_page, dashboard_script, dashboard_style
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.hub import event_hub_socket, hub_lifespan
 from entrypoints.http.verifications import VerificationController
 
 logger = logging.getLogger(__name__)
@@ -43,8 +45,16 @@ def create_app(container: Container) -> Litestar:
             await resolved(container.shutdown_resources())
 
     return Litestar(
-        route_handlers=[twilio_status, healthz, VerificationController],
-        lifespan=[lifespan],
+        route_handlers=[
+            twilio_status,
+            healthz,
+            VerificationController,
+            event_hub_socket,
+            dashboard_page,
+            dashboard_script,
+            dashboard_style,
+        ],
+        lifespan=[lifespan, hub_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         after_exception=[_log_unhandled],
         logging_config=None,

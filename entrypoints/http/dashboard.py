@@ -8,7 +8,7 @@ from importlib import resources
 from litestar import MediaType, Request, Response, get
 from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_403_FORBIDDEN
 
-from adapters.twilio.errors import PERMANENT_CODES, RETRIABLE_CODES
+from adapters.twilio.errors import DELIVERY_ERROR_MEANINGS, PERMANENT_CODES, RETRIABLE_CODES
 from entrypoints.http.operator_auth import operator_token_valid
 
 # The page runs only its own script and style and talks only to its own origin. It is
@@ -104,7 +104,7 @@ async def dashboard_page(request: Request[object, object, object]) -> Response[s
 
 @get("/dashboard/dashboard.js", media_type="text/javascript", include_in_schema=False)
 async def dashboard_script() -> Response[str]:
-    """Serve the dashboard's script; it holds no data, so it needs no token."""
+    """Serve the dashboard's script, which contains no data and so needs no token."""
     return Response(_asset("dashboard.js"), media_type="text/javascript", headers=_ASSET_HEADERS)
 
 
@@ -119,7 +119,10 @@ _ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cach
 
 @functools.cache
 def _page() -> str:
-    meanings = {str(code): text for code, text in {**RETRIABLE_CODES, **PERMANENT_CODES}.items()}
+    meanings = {
+        str(code): text
+        for code, text in {**DELIVERY_ERROR_MEANINGS, **RETRIABLE_CODES, **PERMANENT_CODES}.items()
+    }
     return _PAGE.format(error_meanings=script_json(meanings))
 
 

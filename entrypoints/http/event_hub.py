@@ -49,7 +49,7 @@ class HubClient:
         return self.all_events or verification_id in self.verification_ids
 
     def offer(self, text: str) -> bool:
-        """Queue `text` for sending; on a full queue mark the client for closing and return False."""
+        """Queue `text`, or mark the client for closing and return False when its queue is full."""
         if self.closing:
             return False
         try:
@@ -163,12 +163,12 @@ class EventHub:
         for client in list(self._clients):
             client.close(code, reason)
 
-    def _replay(self, client: HubClient, wanted: Callable[[str], bool]) -> None:
+    def _replay(self, client: HubClient, matches: Callable[[str], bool]) -> None:
         # At most half the queue, so the history alone cannot mark the client too slow.
         limit = self._queue_size // 2
         if limit == 0:
             return
-        matching = [text for verification_id, text in self._history if wanted(verification_id)]
+        matching = [text for verification_id, text in self._history if matches(verification_id)]
         for text in matching[-limit:]:
             client.offer(text)
 

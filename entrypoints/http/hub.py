@@ -1,4 +1,4 @@
-"""The /ws WebSocket hub: live event frames for one verification, or for all with the operator token.
+"""The /ws WebSocket hub: live event frames of chosen verifications, or of all with a token.
 
 A client connects to `/ws?verification_id=<id>` (the parameter may repeat) or to
 `/ws?all=true` with the operator token (`DASHBOARD_TOKEN`) as `Authorization: Bearer`
@@ -46,7 +46,7 @@ class SubscriptionRejected(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionRequest:
-    """What a client asked for when it connected."""
+    """Subscription a client requested when it connected."""
 
     all_events: bool
     verification_ids: frozenset[str]
@@ -56,8 +56,8 @@ class SubscriptionRequest:
 async def event_hub_socket(socket: WebSocket[object, object, object]) -> None:
     """Send the client the event frames it subscribed to until one side closes."""
     hub: EventHub = socket.app.state.event_hub
-    # Accepting first lets the close frame carry the reason, which a browser shows; a
-    # handshake refused with HTTP 403 tells it nothing.
+    # Accepting first lets the close frame carry the reason, which a browser shows. A
+    # handshake rejected with HTTP 403 gives the browser no reason at all.
     await socket.accept()
     try:
         request = subscription_request(socket, socket.app.state.dashboard_token)
@@ -66,9 +66,7 @@ async def event_hub_socket(socket: WebSocket[object, object, object]) -> None:
         await _close(socket, CLOSE_POLICY_VIOLATION, str(rejection))
         return
 
-    client = hub.connect(
-        all_events=request.all_events, verification_ids=request.verification_ids
-    )
+    client = hub.connect(all_events=request.all_events, verification_ids=request.verification_ids)
     logger.debug(
         "hub_client_connected",
         extra={

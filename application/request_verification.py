@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -247,8 +248,9 @@ class RequestVerification:
         if allowed and phone.region not in allowed:
             raise _Rejected(SendRejectionReason.COUNTRY_NOT_ALLOWED, None)
 
+        cooldown = self._policy.resend_cooldown
         live = await self._store.get(verification_id)
-        wait = live.resend_wait_seconds(now, self._policy.resend_cooldown) if live else 0
+        wait = live.resend_wait_seconds(now, cooldown, request.request_key) if live else 0
         if wait:
             raise _Rejected(SendRejectionReason.COOLDOWN, wait)
 
@@ -266,6 +268,7 @@ class RequestVerification:
             now,
             self._policy.code_time_to_live,
             request.locale,
+            request.request_key,
         )
         # Stored before sending, so a status callback that overtakes the send call's
         # response finds the record. The cooldown is tested again atomically here,
@@ -273,14 +276,14 @@ class RequestVerification:
         blocking = await self._store.create(
             verification,
             may_replace=lambda current: (
-                current.resend_wait_seconds(now, self._policy.resend_cooldown) == 0
+                current.resend_wait_seconds(now, cooldown, request.request_key) == 0
             ),
         )
         if blocking is not None:
             await self._limiter.release(phone, owner)
             raise _Rejected(
                 SendRejectionReason.COOLDOWN,
-                blocking.resend_wait_seconds(now, self._policy.resend_cooldown),
+                blocking.resend_wait_seconds(now, cooldown, request.request_key),
             )
         return code, verification
 
@@ -296,6 +299,7 @@ class RequestVerification:
                 SendFailureReason.REJECTED_BY_PROVIDER,
                 error.detail,
                 error.error_code,
+                lambda current: current.code_digest == verification.code_digest,
             )
             return RequestOutcome.REJECTED_BY_PROVIDER
         except ProviderUnavailable:
@@ -304,10 +308,15 @@ class RequestVerification:
             raise
 
         now = self._clock.now()
-        await self._store.update(
-            verification.id,
-            lambda current: current.accept_message(receipt.sid, receipt.status, now),
-        )
+
+        def accept(current: Verification) -> Verification | None:
+            # Another request may have replaced the code while this send ran; its
+            # record must not take this message's SID.
+            if current.code_digest != verification.code_digest:
+                return None
+            return current.accept_message(receipt.sid, receipt.status, now)
+
+        await self._store.update(verification.id, accept)
         await self._notifier.publish(
             CodeSent(verification.id, verification.phone.masked(), receipt.sid, now)
         )
@@ -316,6 +325,16 @@ class RequestVerification:
             extra={"verification_id": verification.id, "message_sid": receipt.sid},
         )
         return RequestOutcome.SENT
+
+    async def reject_stale(self, verification_id: str, age_seconds: int) -> None:
+        """Publish `SendRejected` for a request read too long after it was made."""
+        logger.warning(
+            "request_stale",
+            extra={"verification_id": verification_id[:128], "age_seconds": age_seconds},
+        )
+        await self._notifier.publish(
+            SendRejected(verification_id, SendRejectionReason.STALE_REQUEST, self._clock.now())
+        )
 
     async def reject_invalid(self, verification_id: str, detail: str) -> None:
         """Publish `SendFailed` for a request that could not be read, without sending."""
@@ -333,6 +352,7 @@ class RequestVerification:
             SendFailureReason.PROVIDER_UNAVAILABLE,
             str(error),
             error_code,
+            lambda current: current.request_key == request.request_key,
         )
         await self._complete(request, owner)
 
@@ -387,16 +407,21 @@ class RequestVerification:
         reason: SendFailureReason,
         detail: str,
         error_code: str | None,
+        belongs: Callable[[Verification], bool],
     ) -> None:
         now = self._clock.now()
-        # The record may have expired while the send was retried; the event still goes out.
-        with contextlib.suppress(VerificationNotFound):
-            await self._store.update(
-                verification_id,
-                lambda current: current.record_delivery(
-                    DeliveryStatus.FAILED, now, error_code=error_code, error_message=detail
-                ),
+
+        def fail(current: Verification) -> Verification | None:
+            # Only the code this request drew is marked failed, not a newer one.
+            if not belongs(current):
+                return None
+            return current.record_delivery(
+                DeliveryStatus.FAILED, now, error_code=error_code, error_message=detail
             )
+
+        # The record may be gone after long retries; the event still goes out.
+        with contextlib.suppress(VerificationNotFound):
+            await self._store.update(verification_id, fail)
         await self._notifier.publish(SendFailed(verification_id, reason, detail, now, error_code))
         logger.warning(
             "send_failed",

@@ -57,6 +57,7 @@ class SendRejectionReason(StrEnum):
     PHONE_DAILY_LIMIT = "phone_daily_limit"
     GLOBAL_LIMIT = "global_limit"
     COUNTRY_NOT_ALLOWED = "country_not_allowed"
+    STALE_REQUEST = "stale_request"
 
 
 @dataclass(frozen=True, slots=True)

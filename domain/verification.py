@@ -72,6 +72,8 @@ class Verification:
     check_attempts: int = 0
     approved_at: datetime | None = None
     canceled_at: datetime | None = None
+    # The request that drew this code, so its own retries are not mistaken for a resend.
+    request_key: str | None = None
 
     @classmethod
     def start(
@@ -82,6 +84,7 @@ class Verification:
         now: datetime,
         time_to_live: timedelta,
         locale: str | None = None,
+        request_key: str | None = None,
     ) -> "Verification":
         """Create a verification whose code has not been handed to the provider yet."""
         return cls(
@@ -91,6 +94,7 @@ class Verification:
             created_at=now,
             expires_at=now + time_to_live,
             locale=locale,
+            request_key=request_key,
         )
 
     def is_expired(self, now: datetime) -> bool:
@@ -114,15 +118,22 @@ class Verification:
         """Tell whether the code can still be checked: not approved, canceled or expired."""
         return self.approved_at is None and self.canceled_at is None and not self.is_expired(now)
 
-    def resend_wait_seconds(self, now: datetime, cooldown: timedelta) -> int:
-        """Return the whole seconds until a new code may replace this one, or 0.
+    def resend_wait_seconds(
+        self, now: datetime, cooldown: timedelta, request_key: str | None = None
+    ) -> int:
+        """Return the whole seconds until another request's code may replace this one, or 0.
 
-        Only an open code that went out less than `cooldown` ago blocks a resend; a
-        failed send never does, so the requester can try again at once.
+        An open code drawn less than `cooldown` ago blocks a resend, also while its
+        send is still running, so two requests at once send one code. A failed send
+        never blocks, so the requester can try again at once, and the request that
+        drew this code (`request_key`) is never blocked by it, so it can retry.
         """
-        if not self.is_open(now) or self.delivery_status is None:
+        if not self.is_open(now):
             return 0
-        if self.delivery_status.is_failure:
+        if self.delivery_status is None and request_key is not None:
+            if request_key == self.request_key:
+                return 0
+        elif self.delivery_status is None or self.delivery_status.is_failure:
             return 0
         remaining = (self.created_at + cooldown - now).total_seconds()
         return max(int(remaining + 0.999), 0)

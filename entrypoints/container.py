@@ -216,7 +216,11 @@ class Container(containers.DeclarativeContainer):
     )
     dead_letters = providers.Resource(_dead_letter_sink, settings)
     request_handler = providers.Singleton(
-        RequestMessageHandler, request_verification, retry_policy, dead_letters
+        RequestMessageHandler,
+        request_verification,
+        retry_policy,
+        dead_letters,
+        max_age_seconds=settings.provided.MAX_REQUEST_AGE_SECONDS,
     )
     # A factory rather than one consumer: a consumer that failed to start cannot be
     # started again, so the request consumer builds a new one for each try.

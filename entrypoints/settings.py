@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="the seconds a worker holds a request before another worker may take "
         "it over; keep it above TWILIO_TIMEOUT_SECONDS times SEND_MAX_ATTEMPTS",
     )
+    MAX_REQUEST_AGE_SECONDS: int = Field(
+        900,
+        ge=0,
+        description="the age in seconds after which a request read from Kafka is rejected "
+        "as stale instead of sent, or 0 to send requests of any age",
+    )
     MAX_IN_FLIGHT: int = Field(
         256,
         ge=1,

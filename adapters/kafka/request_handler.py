@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -80,8 +81,10 @@ class RequestMessageHandler:
         use_case: RequestVerification,
         retry: RetryPolicy,
         dead_letters: DeadLetterSink,
+        max_age_seconds: int = 0,
     ) -> None:
         self._use_case = use_case
+        self._max_age_seconds = max_age_seconds
         self._retry = retry
         self._dead_letters = dead_letters
         self._store_ready = asyncio.Event()
@@ -111,6 +114,12 @@ class RequestMessageHandler:
             return
 
         logger.debug("request_received", extra={"verification_id": request.verification_id})
+        age_seconds = int(time.time() - message.timestamp / 1000) if message.timestamp else 0
+        if self._max_age_seconds and age_seconds > self._max_age_seconds:
+            # Read long after it was made (a replay, lost offsets, a long outage): the
+            # person stopped waiting, and a code now would only confuse them.
+            await self._use_case.reject_stale(request.verification_id, age_seconds)
+            return
         # One owner per handling of this message: retries below keep it, so they may
         # resume a send this handling started, while another worker may not.
         owner = uuid.uuid4().hex

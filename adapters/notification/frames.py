@@ -34,6 +34,7 @@ _SEND_REJECTION_MESSAGES = {
     SendRejectionReason.PHONE_DAILY_LIMIT: "Too many codes for this phone in the last day",
     SendRejectionReason.GLOBAL_LIMIT: "Too many codes are being sent right now",
     SendRejectionReason.COUNTRY_NOT_ALLOWED: "Codes are not sent to this country",
+    SendRejectionReason.STALE_REQUEST: "The request is too old to send a code for",
 }
 
 _CHECK_FAILURE_MESSAGES = {

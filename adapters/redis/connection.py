@@ -8,6 +8,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
 # The client types the Redis adapters accept: one server, or a Redis Cluster.
@@ -119,7 +120,14 @@ def create_redis_client(
     options: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout_seconds,
         "socket_timeout": read_timeout_seconds,
-        "retry": Retry(ExponentialWithJitterBackoff(), connection_retries),
+        # Only failures to connect are retried by the client: a command that timed out
+        # may have run, and repeating a non-idempotent script such as the attempt
+        # counter would count one check twice.
+        "retry": Retry(
+            ExponentialWithJitterBackoff(),
+            connection_retries,
+            supported_errors=(RedisConnectionError,),
+        ),
         "decode_responses": False,
     }
     if not cluster:

@@ -24,6 +24,10 @@ from domain.phone import PhoneNumber
 logger = logging.getLogger(__name__)
 
 STATUS_CALLBACK_PATH = "/twilio/status"
+# A call that timed out or broke after the request left may still have created the
+# message. Its retry waits this long first, so the lookup before a resend is more
+# likely to see the message in Twilio's list.
+AMBIGUOUS_RETRY_AFTER_SECONDS = 15.0
 # Messages to one phone listed when recovering after a crash; far more than the
 # per-phone send limits allow in a day.
 RECOVERY_PAGE_SIZE = 50
@@ -98,10 +102,16 @@ class TwilioMessageSender:
             raise classify(error, _retry_after_seconds()) from error
         except TimeoutError as error:
             raise ProviderUnavailable(
-                f"the Twilio API call timed out after {self._timeout_seconds} s"
+                f"the Twilio API call timed out after {self._timeout_seconds} s",
+                retry_after_seconds=AMBIGUOUS_RETRY_AFTER_SECONDS,
             ) from error
-        except aiohttp.ClientError as error:
+        except aiohttp.ClientConnectorError as error:
             raise ProviderUnavailable(f"Twilio could not be reached: {error}") from error
+        except aiohttp.ClientError as error:
+            raise ProviderUnavailable(
+                f"the Twilio API call failed after it was sent: {error}",
+                retry_after_seconds=AMBIGUOUS_RETRY_AFTER_SECONDS,
+            ) from error
 
         status = _known_status(created.status)
         logger.debug(

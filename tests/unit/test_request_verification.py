@@ -1,6 +1,7 @@
 """RequestVerification against the fakes: what is stored, sent and published."""
 
 import asyncio
+import time
 
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.dead_letters import DeadLetterReason, DeadLetterUnavailable
@@ -8,7 +9,13 @@ from application.errors import MessageRejected, ProviderUnavailable
 from application.request_verification import RequestOutcome, VerificationRequest
 from domain.code import VerificationCode
 from domain.delivery import DeliveryStatus
-from domain.events import CodeSent, SendFailed, SendFailureReason
+from domain.events import (
+    CodeSent,
+    SendFailed,
+    SendFailureReason,
+    SendRejected,
+    SendRejectionReason,
+)
 from tests.unit.conftest import CODE, Fakes
 
 
@@ -192,3 +199,18 @@ async def test_handler_waits_out_retry_after(fakes: Fakes) -> None:
 
     assert asyncio.get_running_loop().time() - started >= 0.2
     assert len(fakes.sender.sent) == 1
+
+
+async def test_handler_rejects_stale_request(fakes: Fakes) -> None:
+    handler = fakes.container.request_handler()
+    published_ms = int((time.time() - 3600) * 1000)
+    message = ConsumedMessage(
+        "Verification", 0, 8, None, b'{"Id": "user-1", "Phone": "+593991234567"}', (), published_ms
+    )
+
+    await handler(message)
+
+    assert fakes.sender.sent == []
+    [event] = fakes.notifier.events
+    assert isinstance(event, SendRejected)
+    assert event.reason is SendRejectionReason.STALE_REQUEST

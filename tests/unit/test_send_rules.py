@@ -1,8 +1,13 @@
 """Send rules against the fakes: cooldown, abuse limits, countries, idempotency, legacy."""
 
-import pytest
+import asyncio
 
+import pytest
+from dependency_injector import providers
+
+from adapters.memory.sender import RecordingMessageSender
 from application.errors import ProviderUnavailable, RequestInProgress
+from application.ports import OutgoingMessage, SentMessage
 from application.request_verification import RequestOutcome, VerificationRequest
 from domain.code import VerificationCode
 from domain.events import CodeSent, SendRejected, SendRejectionReason
@@ -223,3 +228,36 @@ async def test_legacy_setting_stores_plain_code(fakes: Fakes) -> None:
     await _execute(fakes, _request(), "owner-1")
 
     assert fakes.plain_codes.codes == {"user-1": (CODE, 300)}
+
+
+class _HeldSender(RecordingMessageSender):
+    """Holds every send until `release` is set, like a slow provider."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def send(self, message: OutgoingMessage) -> SentMessage:
+        await self.release.wait()
+        return await super().send(message)
+
+
+async def test_two_requests_at_once_send_one_code(fakes: Fakes) -> None:
+    sender = _HeldSender()
+    fakes.container.sender.override(providers.Object(sender))
+    fakes.container.request_verification.reset()
+    use_case = fakes.container.request_verification()
+
+    first = asyncio.create_task(use_case.execute(_request(key="Verification:0:20"), "owner-1"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(use_case.execute(_request(key="Verification:1:20"), "owner-2"))
+    await asyncio.sleep(0.01)
+    sender.release.set()
+    outcomes = {await first, await second}
+
+    assert outcomes == {RequestOutcome.SENT, RequestOutcome.REJECTED_BY_RULE}
+    assert len(sender.sent) == 1
+    stored = await fakes.store.get("user-1")
+    assert stored is not None
+    assert stored.message_sid is not None
+    assert _rejections(fakes)[-1].reason is SendRejectionReason.COOLDOWN

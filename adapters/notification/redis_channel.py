@@ -6,8 +6,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Self
 
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -19,6 +17,7 @@ from adapters.notification.buffer import (
     describe_error,
 )
 from adapters.notification.frames import event_to_frame
+from adapters.notification.lifecycle import BackgroundNotifier, log_stopped
 from adapters.redis.connection import RedisClient
 from domain.events import Event
 
@@ -34,7 +33,7 @@ def frame_text(event: Event) -> str:
     return json.dumps(event_to_frame(event), ensure_ascii=False, separators=(",", ":"))
 
 
-class RedisNotifier:
+class RedisNotifier(BackgroundNotifier):
     """A `Notifier` that publishes each event's JSON frame on one Redis pub/sub channel.
 
     Every worker and webhook process can publish on the same channel, and every
@@ -178,22 +177,7 @@ class RedisNotifier:
             "frames_unsent": unsent,
             "frames_published": self._frames_published,
         }
-        if unsent:
-            logger.warning("notifier_stopped_with_frames_left", extra=extra)
-        else:
-            logger.info("notifier_stopped", extra=extra)
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        log_stopped(logger, bool(unsent), extra)
 
     async def _run(self) -> None:
         failures_in_a_row = 0

@@ -4,8 +4,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -20,6 +18,7 @@ from adapters.notification.buffer import (
     describe_error,
 )
 from adapters.notification.frames import event_to_frame
+from adapters.notification.lifecycle import BackgroundNotifier, log_stopped
 from adapters.notification.websocket import redact_url
 from domain.events import Event
 
@@ -50,7 +49,7 @@ def profile_payload(event: Event) -> dict[str, object]:
     }
 
 
-class SocketIONotifier:
+class SocketIONotifier(BackgroundNotifier):
     """A `Notifier` that emits each event as a Socket.IO `Profile` event to one hub.
 
     `url` is the hub's http:// or https:// address. As with the JavaScript client, a
@@ -221,22 +220,7 @@ class SocketIONotifier:
             "frames_unsent": unsent,
             "frames_sent": self._frames_sent,
         }
-        if unsent:
-            logger.warning("notifier_stopped_with_frames_left", extra=extra)
-        else:
-            logger.info("notifier_stopped", extra=extra)
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        log_stopped(logger, bool(unsent), extra)
 
     async def _run(self) -> None:
         # One aiohttp session for every connection, closed with the task. trust_env=False

@@ -7,14 +7,13 @@ import logging
 import random
 import time
 from collections import deque
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from adapters.notification.frames import event_to_frame
+from adapters.notification.lifecycle import BackgroundNotifier, log_stopped
 from domain.events import Event
 
 logger = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ FRAMES_PER_CONFIRMATION = 100
 _CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException)
 
 
-class WebSocketNotifier:
+class WebSocketNotifier(BackgroundNotifier):
     """A `Notifier` that sends each event as a JSON text frame to one WebSocket peer.
 
     `publish` converts the event with `event_to_frame` and appends the frame to an
@@ -218,22 +217,7 @@ class WebSocketNotifier:
             "frames_unconfirmed": len(self._unconfirmed),
             "frames_sent": self._frames_sent,
         }
-        if unsent or self._unconfirmed:
-            logger.warning("notifier_stopped_with_frames_left", extra=extra)
-        else:
-            logger.info("notifier_stopped", extra=extra)
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        log_stopped(logger, bool(unsent or self._unconfirmed), extra)
 
     async def _join(self, task: asyncio.Task[None]) -> None:
         done, _ = await asyncio.wait([task], timeout=self._close_timeout_seconds)

@@ -1,4 +1,4 @@
-"""What the background notifiers share: `async with` support and the stop report."""
+"""Plumbing the background notifiers share: `async with` support and the stop report."""
 
 import logging
 from types import TracebackType

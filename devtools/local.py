@@ -31,6 +31,7 @@ BROKER_PORT = 9092
 EMULATOR_PORT = 4010
 HUB_PORT = 4003
 WEBHOOK_PORT = 4002
+METRICS_PORT = 9102
 TOPIC = "Verification"
 TOPIC_PARTITIONS = 3
 DEMO_PHONE = "+593991234567"
@@ -42,6 +43,7 @@ LOCAL_ENVIRONMENT = {
     "TWILIO_API_BASE_URL": f"http://127.0.0.1:{EMULATOR_PORT}",
     "WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{WEBHOOK_PORT}",
     "WEBHOOK_PORT": str(WEBHOOK_PORT),
+    "METRICS_PORT": str(METRICS_PORT),
     "REDIS_CONNECTION": "127.0.0.1:6379",
     "REDIS_KEY_PREFIX": "local-verification",
     "MESSAGES_USERS_URL": f"ws://127.0.0.1:{HUB_PORT}",
@@ -141,6 +143,7 @@ def check_ports_free() -> None:
         EMULATOR_PORT: "Twilio emulator",
         HUB_PORT: "hub",
         WEBHOOK_PORT: "webhook",
+        METRICS_PORT: "worker's metrics",
     }
     for port, role in ports.items():
         if not _port_is_free(port):

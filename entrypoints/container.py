@@ -16,6 +16,11 @@ from adapters.kafka.dead_letters import (
     create_dead_letter_producer,
 )
 from adapters.kafka.request_handler import RequestMessageHandler, RetryPolicy, request_order
+from adapters.observability.decorators import (
+    MeasuredMessageSender,
+    MeasuredNotifier,
+    TracedRedisPort,
+)
 from adapters.phone import PhonenumbersParser
 from adapters.redis.connection import RedisClient, create_redis_client
 from adapters.redis.ledger import RedisRequestLedger
@@ -178,35 +183,48 @@ class Container(containers.DeclarativeContainer):
         public_base_url=providers.Callable(str, settings.provided.WEBHOOK_PUBLIC_URL),
     )
 
+    # The use cases get the ports through these metric and tracing decorators, which
+    # also wrap the fakes that tests put in place of the providers above.
+    observed_store = providers.Singleton(TracedRedisPort, store, "VerificationStore")
+    observed_ledger = providers.Singleton(TracedRedisPort, ledger, "RequestLedger")
+    observed_limiter = providers.Singleton(TracedRedisPort, limiter, "SendLimiter")
+    observed_plain_codes = providers.Singleton(TracedRedisPort, plain_codes, "PlainCodeStore")
+    observed_sender = providers.Singleton(MeasuredMessageSender, sender)
+    observed_notifier = providers.Singleton(MeasuredNotifier, notifier, observed_store)
+
     request_verification = providers.Singleton(
         RequestVerification,
-        store=store,
-        sender=sender,
-        notifier=notifier,
+        store=observed_store,
+        sender=observed_sender,
+        notifier=observed_notifier,
         clock=clock,
         codes=codes,
         phones=phones,
         digester=digester,
         template=template,
-        ledger=ledger,
-        limiter=limiter,
-        plain_codes=plain_codes,
+        ledger=observed_ledger,
+        limiter=observed_limiter,
+        plain_codes=observed_plain_codes,
         policy=policy,
     )
     record_delivery_status = providers.Singleton(
-        RecordDeliveryStatus, store=store, notifier=notifier, clock=clock
+        RecordDeliveryStatus, store=observed_store, notifier=observed_notifier, clock=clock
     )
     check_verification = providers.Singleton(
         CheckVerification,
-        store=store,
-        notifier=notifier,
+        store=observed_store,
+        notifier=observed_notifier,
         clock=clock,
         digester=digester,
-        plain_codes=plain_codes,
+        plain_codes=observed_plain_codes,
         policy=policy,
     )
     manage_verification = providers.Singleton(
-        ManageVerification, store=store, clock=clock, plain_codes=plain_codes, policy=policy
+        ManageVerification,
+        store=observed_store,
+        clock=clock,
+        plain_codes=observed_plain_codes,
+        policy=policy,
     )
 
     retry_policy = providers.Singleton(

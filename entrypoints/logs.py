@@ -5,6 +5,7 @@ import sys
 from typing import Literal
 
 import structlog
+from opentelemetry import trace
 
 # Attributes every stdlib LogRecord has; anything else on a record came from `extra=`.
 # uvicorn adds `color_message`, a copy of the message with terminal colour codes.
@@ -26,6 +27,18 @@ def _add_extra_fields(
     return event_dict
 
 
+def _add_trace_ids(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    # Log records are formatted in the task that logs them, so the current span is
+    # the one the event happened in.
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event_dict
+
+
 def configure_logging(
     level: str = "INFO", log_format: Literal["auto", "json", "console"] = "auto"
 ) -> None:
@@ -41,6 +54,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_ids,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -301,6 +301,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    # Worker metrics and health
+    METRICS_HOST: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="the address the worker's /metrics, /healthz and /readyz server listens "
+        "on, such as 0.0.0.0 for a scraper on another host",
+    )
+    METRICS_PORT: int = Field(
+        9102,
+        ge=0,
+        le=65535,
+        description="the port of the worker's /metrics, /healthz and /readyz server "
+        "(1 to 65535), or 0 for no server",
+    )
+
     # Logging
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 from types import FrameType
 
 import uvicorn
@@ -12,6 +13,7 @@ from entrypoints.http.app import create_app
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 from entrypoints.startup import load_settings
+from entrypoints.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,12 @@ def main() -> None:
         "webhook_starting",
         extra={"host": settings.WEBHOOK_HOST, "port": settings.WEBHOOK_PORT},
     )
-    asyncio.run(build_server(settings).serve())
+    # The OTEL_* variables configure the OpenTelemetry SDK, not this service.
+    provider = configure_tracing(os.environ, "verification-webhook")
+    try:
+        asyncio.run(build_server(settings).serve())
+    finally:
+        provider.shutdown()
 
 
 if __name__ == "__main__":

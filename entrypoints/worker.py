@@ -8,10 +8,13 @@ import signal
 from dependency_injector import providers
 
 from adapters.kafka.consumer import KafkaRequestConsumer
+from adapters.observability.health import ReadinessCheck, redis_ping
 from entrypoints.container import Container, resolved
 from entrypoints.logs import configure_logging
+from entrypoints.metrics_server import MetricsServer
 from entrypoints.settings import Settings
 from entrypoints.startup import load_settings
+from entrypoints.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +42,25 @@ async def run_worker(settings: Settings, container: Container | None = None) -> 
         else:
             consumer.request_stop()
 
+    async def check_broker() -> None:
+        if consumer is None:
+            raise RuntimeError("the Kafka consumer is not built yet")
+        await consumer.check_broker()
+
+    checks: dict[str, ReadinessCheck] = {
+        "redis": redis_ping(lambda: resolved(container.redis())),
+        "kafka": check_broker,
+    }
+    metrics_server = None
+    if settings.METRICS_PORT:
+        metrics_server = MetricsServer(settings.METRICS_HOST, settings.METRICS_PORT, checks)
+
     # Installed before any connection opens, so a signal during start-up is honoured.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
+        if metrics_server is not None:
+            await metrics_server.start()
         consumer = await resolved(container.request_consumer())
         if stopped_early:
             consumer.request_stop()
@@ -50,6 +68,8 @@ async def run_worker(settings: Settings, container: Container | None = None) -> 
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if metrics_server is not None:
+            await metrics_server.stop()
         await resolved(container.shutdown_resources())
         logger.info("worker_stopped")
 
@@ -65,7 +85,13 @@ def main() -> None:
             "group_id": settings.KAFKA_GROUP_ID,
         },
     )
-    asyncio.run(run_worker(settings))
+    # The OTEL_* variables configure the OpenTelemetry SDK, not this service, so they
+    # are read here rather than through Settings.
+    provider = configure_tracing(os.environ, "verification-worker")
+    try:
+        asyncio.run(run_worker(settings))
+    finally:
+        provider.shutdown()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ def make_settings(**overrides: Any) -> Settings:
         "WEBHOOK_PUBLIC_URL": "http://127.0.0.1:4002",
         "CODE_SECRET": TEST_CODE_SECRET,
         "DEFAULT_REGION": "EC",
+        # In-process workers of concurrent tests would share the default port.
+        "METRICS_PORT": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

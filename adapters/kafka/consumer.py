@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
 from adapters.kafka.offsets import OffsetTracker
+from adapters.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ConsumerOptions:
     commit_interval_seconds: float = 0.2
     shutdown_timeout_seconds: float = 30.0
     start_retry_max_wait_seconds: float = 10.0
+    lag_interval_seconds: float = 5.0
 
 
 class KafkaRequestConsumer:
@@ -96,10 +98,24 @@ class KafkaRequestConsumer:
         self._tails: dict[object, asyncio.Task[None]] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
+        self._started = False
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    async def check_broker(self) -> None:
+        """Raise unless partitions are assigned or the broker responds to a metadata request.
+
+        A member of a group with more members than partitions gets none and is still
+        healthy, so the metadata request is the fallback. Raises `KafkaError`, or
+        `RuntimeError` before the consumer has started.
+        """
+        if self._consumer.assignment():
+            return
+        if not self._started:
+            raise RuntimeError("the Kafka consumer has not connected to the broker yet")
+        await self._consumer.topics()
 
     def request_stop(self) -> None:
         """Stop fetching, let messages in hand finish within the shutdown timeout, commit.
@@ -113,14 +129,18 @@ class KafkaRequestConsumer:
         if not await self._start():
             return
         logger.info("consumer_started", extra={"topic": self._topic})
+        self._started = True
         committer = asyncio.create_task(self._commit_periodically())
+        lag_meter = asyncio.create_task(self._measure_lag_periodically())
         try:
             await self._fetch_until_stopped()
             await self._drain()
         finally:
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, lag_meter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._started = False
             await self._commit_finished()
             await self._stop_consumer()
             logger.info("consumer_stopped")
@@ -180,6 +200,7 @@ class KafkaRequestConsumer:
         previous = self._tails.get(key) if key is not None else None
         task = asyncio.create_task(self._run_one(tracker, message, previous))
         self._in_flight.add(task)
+        metrics.IN_FLIGHT.inc()
         if key is not None:
             self._tails[key] = task
         task.add_done_callback(lambda done: self._forget(done, key))
@@ -213,6 +234,7 @@ class KafkaRequestConsumer:
 
     def _forget(self, task: asyncio.Task[None], key: object) -> None:
         self._in_flight.discard(task)
+        metrics.IN_FLIGHT.dec()
         self._capacity.release()
         if key is not None and self._tails.get(key) is task:
             del self._tails[key]
@@ -257,6 +279,30 @@ class KafkaRequestConsumer:
             await asyncio.sleep(self._options.commit_interval_seconds)
             await self._commit_finished()
 
+    async def _measure_lag_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.lag_interval_seconds)
+            for partition in list(self._trackers):
+                await self._measure_lag(partition)
+
+    async def _measure_lag(self, partition: TopicPartition) -> None:
+        if partition not in self._consumer.assignment():
+            # Revoked between the rebalance and this pass; its lag is no longer ours.
+            return
+        highwater = self._consumer.highwater(partition)
+        if highwater is None:
+            # No fetch response for this partition yet, so its end is unknown.
+            return
+        try:
+            # position() waits while an offset reset runs; a bound keeps the loop moving.
+            async with asyncio.timeout(1.0):
+                position = await self._consumer.position(partition)
+        except (TimeoutError, KafkaError):
+            return
+        metrics.CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(
+            max(highwater - position, 0)
+        )
+
     async def _commit_finished(self, partitions: set[TopicPartition] | None = None) -> None:
         offsets = {}
         for partition, tracker in self._trackers.items():
@@ -288,6 +334,8 @@ class KafkaRequestConsumer:
         """Commit what is finished in the revoked partitions, then stop tracking them."""
         await self._commit_finished(revoked)
         for partition in revoked:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(partition.topic, str(partition.partition))
             tracker = self._trackers.pop(partition, None)
             if tracker is not None and tracker.in_flight:
                 logger.info(

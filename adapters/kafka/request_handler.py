@@ -8,6 +8,9 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -20,10 +23,13 @@ from tenacity import (
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.dead_letters import DeadLetter, DeadLetterReason, DeadLetterSink
 from adapters.kafka.payloads import InvalidPayload, parse_request
+from adapters.observability import metrics
 from application.errors import PortError, ProviderUnavailable, RequestInProgress, StoreUnavailable
 from application.request_verification import RequestVerification, VerificationRequest
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+_propagator = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +103,27 @@ class RequestMessageHandler:
         structlog.contextvars.bind_contextvars(
             topic=message.topic, partition=message.partition, offset=message.offset
         )
+        outcome = "unfinished"
         try:
-            await self._handle(message)
+            with tracer.start_as_current_span(
+                f"process {message.topic}",
+                context=_producer_context(message),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": message.topic,
+                    "messaging.destination.partition.id": str(message.partition),
+                    "messaging.kafka.message.offset": message.offset,
+                },
+            ):
+                outcome = await self._handle(message)
         finally:
+            metrics.REQUESTS_CONSUMED.labels(outcome).inc()
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
 
-    async def _handle(self, message: ConsumedMessage) -> None:
+    async def _handle(self, message: ConsumedMessage) -> str:
+        """Handle `message` and return its outcome for the consumed-requests metric."""
         # The timestamp tells apart two records at one offset, as when a topic is
         # recreated or a development broker restarts empty, while a redelivery of the
         # same record keeps it.
@@ -111,21 +132,24 @@ class RequestMessageHandler:
             request = parse_request(message.value, record_key)
         except InvalidPayload as error:
             await self._reject(message, error)
-            return
+            return "invalid"
 
+        trace.get_current_span().set_attribute("verification.id", request.verification_id)
         logger.debug("request_received", extra={"verification_id": request.verification_id})
         age_seconds = int(time.time() - message.timestamp / 1000) if message.timestamp else 0
         if self._max_age_seconds and age_seconds > self._max_age_seconds:
             # Read long after it was made (a replay, lost offsets, a long outage): the
             # person stopped waiting, and a code now would only confuse them.
             await self._use_case.reject_stale(request.verification_id, age_seconds)
-            return
+            return "stale"
         # One owner per handling of this message: retries below keep it, so they may
         # resume a send this handling started, while another worker may not.
         owner = uuid.uuid4().hex
         exhausted = await self._while_store_unavailable(request, owner)
         if exhausted is not None:
             await self._dead_letter(message, DeadLetterReason.RETRIES_EXHAUSTED, exhausted)
+            return "dead_lettered"
+        return "handled"
 
     async def _reject(self, message: ConsumedMessage, error: InvalidPayload) -> None:
         logger.warning(
@@ -156,6 +180,7 @@ class RequestMessageHandler:
         ):
             with attempt:
                 await self._dead_letters.send(DeadLetter(message, reason, str(error)))
+        metrics.DEAD_LETTERS.labels(reason.value).inc()
 
     async def _while_store_unavailable(
         self, request: VerificationRequest, owner: str
@@ -201,8 +226,17 @@ class RequestMessageHandler:
         return None
 
 
+def _producer_context(message: ConsumedMessage) -> Context:
+    """Return the trace context of the record's W3C `traceparent` header, or a new root."""
+    carrier = {name.lower(): value.decode("latin-1") for name, value in message.headers}
+    # An empty Context, not the current one, so a record without the header starts a
+    # trace of its own instead of joining whatever the consumer task carries.
+    return _propagator.extract(carrier, context=Context())
+
+
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
+    metrics.RETRIES.labels(type(error).__name__).inc()
     logger.warning(
         "request_retry",
         extra={

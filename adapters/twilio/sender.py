@@ -2,18 +2,21 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+from opentelemetry import trace
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from adapters.observability import metrics
 from adapters.twilio.addresses import whatsapp_address
 from adapters.twilio.errors import classify
 from application.errors import ProviderUnavailable
@@ -22,6 +25,7 @@ from domain.delivery import DeliveryStatus
 from domain.phone import PhoneNumber
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 STATUS_CALLBACK_PATH = "/twilio/status"
 # A call that timed out or broke after the request left may still have created the
@@ -41,11 +45,38 @@ _last_response_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
 
 
 class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """The SDK's async HTTP client, keeping each response's headers for this task."""
+    """The SDK's async HTTP client, keeping each response's headers for this task.
 
-    async def request(self, *args: Any, **kwargs: Any) -> Response:
+    Each request also gets a client span and a latency observation. The span contains the
+    method, host and status code only: the URL path contains the account SID, and the
+    form body contains the code and the phone number.
+    """
+
+    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         _last_response_headers.set(None)
-        response: Response = await super().request(*args, **kwargs)
+        address = urlsplit(url)
+        status_code = 0
+        started = time.perf_counter()
+        with tracer.start_as_current_span(
+            method.upper(),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method.upper(),
+                "server.address": address.hostname or "",
+                "server.port": address.port or (443 if address.scheme == "https" else 80),
+            },
+        ) as span:
+            try:
+                response: Response = await super().request(method, url, *args, **kwargs)
+                status_code = response.status_code
+                span.set_attribute("http.response.status_code", status_code)
+                if status_code >= 400:
+                    span.set_status(trace.StatusCode.ERROR)
+                    span.set_attribute("error.type", str(status_code))
+            finally:
+                metrics.TWILIO_REQUEST_SECONDS.labels(method.upper(), str(status_code)).observe(
+                    time.perf_counter() - started
+                )
         _last_response_headers.set(response.headers)
         return response
 

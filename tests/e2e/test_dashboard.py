@@ -84,6 +84,7 @@ async def stack(broker: TansuBroker, unique: str, tmp_path: Path) -> AsyncIterat
             "DASHBOARD_TOKEN": TOKEN,
             "CODE_SECRET": TEST_CODE_SECRET,
             "DEFAULT_REGION": "EC",
+            "METRICS_PORT": "0",
         }
         webhook = ServiceProcess("entrypoints.webhook", environment, tmp_path / "webhook.log")
         worker = ServiceProcess("entrypoints.worker", environment, tmp_path / "worker.log")

@@ -50,6 +50,7 @@ class Stack:
     webhook_url: str
     worker: ServiceProcess
     webhook: ServiceProcess
+    worker_metrics_url: str
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ async def stack(broker: TansuBroker, unique: str, tmp_path: Path) -> AsyncIterat
 
     webhook_port = free_port()
     webhook_url = f"http://127.0.0.1:{webhook_port}"
+    metrics_port = free_port()
     config = EmulatorConfig(
         account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, whatsapp_sender=TEST_SENDER
     )
@@ -85,6 +87,7 @@ async def stack(broker: TansuBroker, unique: str, tmp_path: Path) -> AsyncIterat
             "MESSAGES_USERS_URL": f"ws://127.0.0.1:{hub_port}",
             "CODE_SECRET": TEST_CODE_SECRET,
             "DEFAULT_REGION": "EC",
+            "METRICS_PORT": str(metrics_port),
         }
         webhook = ServiceProcess("entrypoints.webhook", environment, tmp_path / "webhook.log")
         worker = ServiceProcess("entrypoints.worker", environment, tmp_path / "worker.log")
@@ -92,7 +95,17 @@ async def stack(broker: TansuBroker, unique: str, tmp_path: Path) -> AsyncIterat
         worker.start()
         try:
             await wait_for_port_async(webhook_port, WAIT_SECONDS)
-            yield Stack(broker, emulator, frames, topic, key_prefix, webhook_url, worker, webhook)
+            yield Stack(
+                broker,
+                emulator,
+                frames,
+                topic,
+                key_prefix,
+                webhook_url,
+                worker,
+                webhook,
+                f"http://127.0.0.1:{metrics_port}",
+            )
         finally:
             worker.kill()
             webhook.kill()
@@ -173,6 +186,25 @@ async def test_request_flows_to_whatsapp_and_back(stack: Stack, redis_client: Re
     assert digest.encode() in raw
     assert code.encode() not in raw.replace(digest.encode(), b"")
     assert all(attempt.http_status == 204 for attempt in message.callbacks)
+
+
+async def test_worker_serves_readyz_and_metrics(stack: Stack) -> None:
+    verification_id = f"user-{stack.key_prefix}"
+
+    await _publish(stack, {"Id": verification_id, "Phone": PHONE})
+    await stack.emulator.state.wait_for(lambda state: len(state.messages) == 1, WAIT_SECONDS)
+
+    async with httpx.AsyncClient(base_url=stack.worker_metrics_url, timeout=5.0) as client:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while True:
+                ready = await client.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+        assert ready.json() == {"status": "ok"}
+        metrics = (await client.get("/metrics")).text
+    assert 'verification_sends_total{error_code="",outcome="accepted"} 1.0' in metrics
+    assert 'verification_requests_consumed_total{outcome="handled"} 1.0' in metrics
 
 
 async def test_forged_callback_is_rejected_and_changes_nothing(

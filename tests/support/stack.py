@@ -35,6 +35,8 @@ def worker_environment(
         "MAX_SENDS_PER_PHONE_PER_HOUR": "0",
         "MAX_SENDS_PER_PHONE_PER_DAY": "0",
         "LOG_LEVEL": "INFO",
+        # Several workers of one test may run at once, and the default port is shared.
+        "METRICS_PORT": "0",
     }
     environment.update({key: str(value) for key, value in overrides.items()})
     return environment

@@ -411,6 +411,18 @@ def test_webhook_probes_hit_healthz() -> None:
         assert webhook[probe]["httpGet"] == {"path": HEALTH_PATH, "port": port["name"]}
 
 
+def test_worker_probes_hit_metrics_server() -> None:
+    worker = container("verification-worker")
+    (port,) = worker["ports"]
+    environment = {item["name"]: item["value"] for item in worker["env"]}
+
+    assert port["containerPort"] == Settings.model_fields["METRICS_PORT"].default
+    assert environment["METRICS_PORT"] == str(port["containerPort"])
+    assert environment["METRICS_HOST"] == "0.0.0.0"
+    assert worker["livenessProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": port["name"]}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+
+
 def test_webhook_service_exposes_default_port() -> None:
     service = manifest("Service", "verification-webhook")["spec"]
     pod_labels = manifest("Deployment", "verification-webhook")["spec"]["template"]["metadata"]

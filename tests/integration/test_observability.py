@@ -1,0 +1,250 @@
+"""Metrics, readiness and traces over real HTTP, Redis and the Twilio emulator."""
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from dependency_injector import providers
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from adapters.kafka.consumer import ConsumedMessage
+from adapters.memory.dead_letters import RecordingDeadLetterSink
+from adapters.notification.recording import RecordingNotifier
+from adapters.observability.health import redis_ping
+from devtools.ports import free_port
+from entrypoints.container import Container, resolved
+from entrypoints.metrics_server import MetricsServer
+from entrypoints.webhook import build_server
+from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER, make_settings
+from tests.support.servers import serving
+from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, span_exporter, trace_hex
+from twilio_emulator.config import EmulatorConfig
+from twilio_emulator.server import RunningEmulator, running_emulator
+
+PHONE = "+593991234567"
+
+
+class OwnRedis:
+    """A redis-server on a free loopback port that a test can stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            probe = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "PING"], capture_output=True, check=False
+            )
+            if probe.stdout.strip() == b"PONG":
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = span_exporter()
+    exporter.clear()
+    yield exporter
+    exporter.clear()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    config = EmulatorConfig(
+        account_sid=TEST_ACCOUNT_SID,
+        auth_token=TEST_AUTH_TOKEN,
+        whatsapp_sender=TEST_SENDER,
+        default_callback_statuses=(),
+    )
+    async with running_emulator(config) as running:
+        yield running
+
+
+async def _get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        return await client.get(url)
+
+
+async def _until_status(url: str, status: int, timeout: float = 10.0) -> httpx.Response:
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await _get(url)
+            if response.status_code == status:
+                return response
+            await asyncio.sleep(0.1)
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await _get(url)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return _samples(response.text)
+
+
+def _real_container(redis_port: int, prefix: str, emulator: RunningEmulator) -> Container:
+    settings = make_settings(
+        REDIS_CONNECTION=f"127.0.0.1:{redis_port}",
+        REDIS_KEY_PREFIX=prefix,
+        TWILIO_API_BASE_URL=emulator.base_url,
+        TWILIO_MAX_MPS=0,
+    )
+    container = Container(settings=providers.Object(settings))
+    container.notifier.override(providers.Object(RecordingNotifier()))
+    container.dead_letters.override(providers.Object(RecordingDeadLetterSink()))
+    return container
+
+
+async def test_traceparent_reaches_twilio_and_redis_spans(
+    emulator: RunningEmulator, spans: InMemorySpanExporter, unique: str
+) -> None:
+    container = _real_container(6379, f"otel-{unique}", emulator)
+    handler = await resolved(container.request_handler())
+    value = json.dumps({"Id": f"user-{unique}", "Phone": PHONE}).encode()
+    message = ConsumedMessage(
+        "Verification", 0, 5, None, value, (("traceparent", TRACEPARENT.encode()),)
+    )
+    try:
+        await handler(message)
+    finally:
+        await resolved(container.shutdown_resources())
+
+    finished = spans.get_finished_spans()
+    [http] = [span for span in finished if span.name == "POST"]
+    assert http.kind is trace.SpanKind.CLIENT
+    assert http.attributes is not None
+    assert http.attributes["http.request.method"] == "POST"
+    assert http.attributes["http.response.status_code"] == 201
+    assert http.attributes["server.address"] == "127.0.0.1"
+    redis_spans = [s for s in finished if (s.attributes or {}).get("db.system.name") == "redis"]
+    assert redis_spans
+    assert trace_hex(http) == TRACE_ID
+    assert {trace_hex(span) for span in redis_spans} == {TRACE_ID}
+    [sent] = emulator.state.messages.values()
+    code = sent.body.rsplit(" ", 1)[-1]
+    values = attribute_values(finished)
+    assert not [value for value in values if code in value]
+    assert not [value for value in values if "991234567" in value]
+
+
+async def test_worker_metrics_endpoint_reports_known_counts(
+    emulator: RunningEmulator, unique: str
+) -> None:
+    container = _real_container(6379, f"metrics-{unique}", emulator)
+    handler = await resolved(container.request_handler())
+    server = MetricsServer("127.0.0.1", 0, {})
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        before = await _metrics(url)
+        for offset in range(3):
+            value = json.dumps({"Id": f"user-{unique}-{offset}", "Phone": PHONE}).encode()
+            await handler(ConsumedMessage("Verification", 0, offset, None, value))
+        await handler(ConsumedMessage("Verification", 0, 9, None, b"not json"))
+        after = await _metrics(url)
+    finally:
+        await server.stop()
+        await resolved(container.shutdown_resources())
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("verification_requests_consumed_total", outcome="handled") == 3
+    assert delta("verification_requests_consumed_total", outcome="invalid") == 1
+    assert delta("verification_sends_total", outcome="accepted", error_code="") == 3
+    assert delta("verification_dead_letters_total", reason="invalid_json") == 1
+    assert (
+        delta(
+            "verification_twilio_request_duration_seconds_count", method="POST", status_code="201"
+        )
+        == 3
+    )
+
+
+async def test_worker_readyz_follows_redis(own_redis: OwnRedis) -> None:
+    client = Redis(host="127.0.0.1", port=own_redis.port, socket_connect_timeout=0.5)
+
+    async def redis_client() -> Redis:
+        return client
+
+    server = MetricsServer("127.0.0.1", 0, {"redis": redis_ping(redis_client)})
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        assert (await _get(f"{base}/readyz")).status_code == 200
+        assert (await _get(f"{base}/healthz")).json() == {"status": "ok"}
+
+        own_redis.stop()
+        failed = await _until_status(f"{base}/readyz", 503)
+        assert set(failed.json()["failures"]) == {"redis"}
+        assert (await _get(f"{base}/healthz")).status_code == 200
+
+        own_redis.start()
+        await _until_status(f"{base}/readyz", 200)
+    finally:
+        await server.stop()
+        await client.aclose()
+
+
+async def test_webhook_readyz_and_metrics_follow_redis(own_redis: OwnRedis) -> None:
+    settings = make_settings(
+        REDIS_CONNECTION=f"127.0.0.1:{own_redis.port}", WEBHOOK_PORT=free_port()
+    )
+    base = f"http://127.0.0.1:{settings.WEBHOOK_PORT}"
+    async with serving(build_server(settings)):
+        ready = await _get(f"{base}/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ok"}
+        samples = await _metrics(f"{base}/metrics")
+        assert ("verification_in_flight", ()) in samples
+
+        own_redis.stop()
+        failed = await _until_status(f"{base}/readyz", 503)
+        assert failed.json()["status"] == "unavailable"
+        assert set(failed.json()["failures"]) == {"redis"}
+
+        own_redis.start()
+        await _until_status(f"{base}/readyz", 200)

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
-from twilio_emulator.config import ConfigError, EmulatorConfig
+from twilio_emulator.config import DEFAULT_CALLBACK_STATUSES, ConfigError, EmulatorConfig
 from twilio_emulator.server import serve_until_stopped
 
 DEFAULT_PORT = 4010
@@ -74,7 +74,7 @@ def add_account_options(group: argparse._ArgumentGroup, environ: Mapping[str, st
 
 
 def add_timing_options(group: argparse._ArgumentGroup) -> None:
-    """Add the emulated latencies and the callback timeout."""
+    """Add the emulated latencies and the status callback options."""
     group.add_argument(
         "--callback-delay-ms",
         type=int,
@@ -92,6 +92,14 @@ def add_timing_options(group: argparse._ArgumentGroup) -> None:
         type=float,
         default=5.0,
         help="timeout of each status callback request, in seconds (default: %(default)s)",
+    )
+    group.add_argument(
+        "--no-callbacks",
+        action="store_true",
+        help=(
+            "send no status callbacks unless a recipient script lists some, for load "
+            "tests without a webhook (default: send sent, delivered and read)"
+        ),
     )
 
 
@@ -126,6 +134,7 @@ def parse_config(
             callback_delay_ms=args.callback_delay_ms,
             response_delay_ms=args.response_delay_ms,
             callback_timeout_seconds=args.callback_timeout_seconds,
+            default_callback_statuses=() if args.no_callbacks else DEFAULT_CALLBACK_STATUSES,
         )
     except ConfigError as error:
         parser.error(str(error))

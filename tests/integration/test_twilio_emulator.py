@@ -33,6 +33,7 @@ from twilio_emulator.callbacks import sign_callback
 from twilio_emulator.cli import parse_config
 from twilio_emulator.config import ConfigError, EmulatorConfig
 from twilio_emulator.server import RunningEmulator, running_emulator
+from twilio_emulator.state import EmulatorState
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "emulator-test-auth-token"
@@ -898,6 +899,21 @@ def test_parse_config_prefers_arguments_over_environment() -> None:
 
     assert config.account_sid == ACCOUNT_SID
     assert config.auth_token == AUTH_TOKEN
+
+
+def test_parse_config_turns_callbacks_off() -> None:
+    environ = {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_PHONE_NUMBER": SENDER,
+    }
+
+    default, _ = parse_config([], environ)
+    silent, _ = parse_config(["--no-callbacks"], environ)
+
+    assert default.default_callback_statuses == ("sent", "delivered", "read")
+    assert silent.default_callback_statuses == ()
+    assert EmulatorState(silent).callbacks_for(new_recipient()) == ()
 
 
 def test_parse_config_exits_on_missing_credentials(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 import aiohttp
 import socketio
@@ -19,7 +19,7 @@ from adapters.notification.buffer import (
 )
 from adapters.notification.frames import event_to_frame
 from adapters.notification.lifecycle import BackgroundNotifier, log_stopped
-from adapters.notification.websocket import redact_url
+from adapters.notification.websocket import parse_hub_url, redact_url
 from domain.events import Event
 
 logger = logging.getLogger(__name__)
@@ -357,22 +357,13 @@ class SocketIONotifier(BackgroundNotifier):
 
 def _split_url(url: str) -> tuple[str, str]:
     """Return the URL to connect to, without path, and the namespace the path names."""
-    try:
-        parts = urlsplit(url)
-        valid = (
-            parts.scheme in ("http", "https")
-            and bool(parts.hostname)
-            and (parts.port is None or parts.port > 0)
-        )
-    except ValueError:
-        # urlsplit and .port raise ValueError for bad IPv6 brackets and bad ports.
-        valid = False
-    if not valid:
-        raise ValueError(
-            f"invalid Socket.IO URL {redact_url(url)!r}: use http:// or https:// followed by "
-            "a host, an optional port and an optional namespace path, for example "
-            "http://localhost:3000 or https://hub.example.com/events"
-        )
+    parts = parse_hub_url(
+        url,
+        "Socket.IO",
+        ("http", "https"),
+        "use http:// or https:// followed by a host, an optional port and an optional "
+        "namespace path, for example http://localhost:3000 or https://hub.example.com/events",
+    )
     namespace = parts.path.rstrip("/") or "/"
     connect_url = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
     return connect_url, namespace

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections import deque
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -426,11 +426,15 @@ def redact_url(url: str) -> str:
     return parts.scheme + "://" + host_and_port + parts.path
 
 
-def _check_url(url: str) -> None:
+def parse_hub_url(url: str, kind: str, schemes: tuple[str, str], fix: str) -> SplitResult:
+    """Return the parts of a `kind` hub URL, or raise `ValueError` quoting it without secrets.
+
+    `fix` ends the message, saying what a valid URL looks like.
+    """
     try:
         parts = urlsplit(url)
         valid = (
-            parts.scheme in ("ws", "wss")
+            parts.scheme in schemes
             and bool(parts.hostname)
             and (parts.port is None or parts.port > 0)
         )
@@ -439,10 +443,18 @@ def _check_url(url: str) -> None:
         # are not numbers from 0 to 65535.
         valid = False
     if not valid:
-        raise ValueError(
-            f"invalid WebSocket URL {redact_url(url)!r}: use ws:// or wss:// followed by "
-            "a host and an optional port and path, for example ws://localhost:8765/events"
-        )
+        raise ValueError(f"invalid {kind} URL {redact_url(url)!r}: {fix}")
+    return parts
+
+
+def _check_url(url: str) -> None:
+    parse_hub_url(
+        url,
+        "WebSocket",
+        ("ws", "wss"),
+        "use ws:// or wss:// followed by a host and an optional port and path, "
+        "for example ws://localhost:8765/events",
+    )
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.dead_letters import (
@@ -20,6 +20,7 @@ from adapters.kafka.dead_letters import (
 )
 from devtools.tansu import TansuBroker
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_CODE_SECRET, TEST_SENDER
+from tests.support.kafka import read_topic
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_SECONDS = 60
@@ -114,30 +115,6 @@ async def _store(broker: TansuBroker, *letters: DeadLetter) -> None:
         await sink.close()
 
 
-async def _read_all(broker: TansuBroker, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Return every record of `topic`, or none when the topic does not exist."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
-    await consumer.start()
-    try:
-        if topic not in await consumer.topics():
-            return []
-        partitions = [
-            TopicPartition(topic, number)
-            for number in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end_offsets = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        for partition in partitions:
-            while await consumer.position(partition) < end_offsets[partition]:
-                batch = await consumer.getmany(partition, timeout_ms=1000)
-                records.extend(batch.get(partition, []))
-        return records
-    finally:
-        await consumer.stop()
-
-
 def _by_key(
     records: list[ConsumerRecord[bytes, bytes]],
 ) -> dict[bytes, ConsumerRecord[bytes, bytes]]:
@@ -159,13 +136,13 @@ async def test_replay_copies_letters_to_main_topic(broker: TansuBroker, cli: Cli
         _letter(cli.topic, 0),
         _letter(cli.topic, 1, headers=(("trace-id", b"trace-1"), earlier_replay)),
     )
-    dead_letters = _by_key(await _read_all(broker, cli.dlq_topic))
+    dead_letters = _by_key(await read_topic(broker, cli.dlq_topic))
 
     result = await cli.run("dlq", "replay")
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"replayed 2 dead letters from {cli.dlq_topic} to {cli.topic}\n"
-    replayed = _by_key(await _read_all(broker, cli.topic))
+    replayed = _by_key(await read_topic(broker, cli.topic))
     assert sorted(replayed) == [b"key-0", b"key-1"]
     for key, record in replayed.items():
         source = dead_letters[key]
@@ -189,7 +166,7 @@ async def test_second_replay_replays_nothing(broker: TansuBroker, cli: Cli) -> N
 
     assert second.exit_code == 0, second.stderr
     assert second.stdout == f"replayed 0 dead letters from {cli.dlq_topic} to {cli.topic}\n"
-    assert len(await _read_all(broker, cli.topic)) == 2
+    assert len(await read_topic(broker, cli.topic)) == 2
 
 
 async def test_dry_run_and_list_change_nothing(broker: TansuBroker, cli: Cli) -> None:
@@ -207,7 +184,7 @@ async def test_dry_run_and_list_change_nothing(broker: TansuBroker, cli: Cli) ->
             assert "reason=invalid_json" in line
             assert 'error="bad phone +593******567"' in line
         assert summary.startswith(f"would replay 2 dead letters from {cli.dlq_topic}")
-    assert await _read_all(broker, cli.topic) == []
+    assert await read_topic(broker, cli.topic) == []
 
     replay = await cli.run("dlq", "replay")
     assert replay.stdout.startswith("replayed 2 dead letters")
@@ -220,11 +197,11 @@ async def test_replay_limit_stops_after_n_letters(broker: TansuBroker, cli: Cli)
 
     assert limited.exit_code == 0, limited.stderr
     assert limited.stdout == f"replayed 1 dead letter from {cli.dlq_topic} to {cli.topic}\n"
-    assert len(await _read_all(broker, cli.topic)) == 1
+    assert len(await read_topic(broker, cli.topic)) == 1
 
     rest = await cli.run("dlq", "replay")
     assert rest.stdout.startswith("replayed 2 dead letters")
-    assert sorted(_by_key(await _read_all(broker, cli.topic))) == [b"key-0", b"key-1", b"key-2"]
+    assert sorted(_by_key(await read_topic(broker, cli.topic))) == [b"key-0", b"key-1", b"key-2"]
 
 
 async def test_replay_topic_option_selects_dlq(broker: TansuBroker, cli: Cli, unique: str) -> None:
@@ -235,8 +212,8 @@ async def test_replay_topic_option_selects_dlq(broker: TansuBroker, cli: Cli, un
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"replayed 1 dead letter from {other}.DLQ to {other}\n"
-    assert len(await _read_all(broker, other)) == 1
-    assert await _read_all(broker, cli.topic) == []
+    assert len(await read_topic(broker, other)) == 1
+    assert await read_topic(broker, cli.topic) == []
 
 
 async def test_missing_dlq_topic_exits_zero(cli: Cli) -> None:

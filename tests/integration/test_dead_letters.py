@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from adapters.kafka.consumer import ConsumedMessage
@@ -20,6 +20,7 @@ from adapters.kafka.dead_letters import (
 )
 from adapters.memory.clock import FakeClock
 from devtools.tansu import TansuBroker
+from tests.support.kafka import read_topic
 
 FAILED_AT = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -50,36 +51,13 @@ async def _send(broker: TansuBroker, *letters: DeadLetter) -> None:
         await sink.close()
 
 
-async def _read_all(broker: TansuBroker, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Return every record of `topic`, ordered by partition and offset."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, number)
-            for number in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        assert partitions, f"topic {topic} has no partitions"
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end_offsets = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        for partition in partitions:
-            while await consumer.position(partition) < end_offsets[partition]:
-                batch = await consumer.getmany(partition, timeout_ms=1000)
-                records.extend(batch.get(partition, []))
-        return records
-    finally:
-        await consumer.stop()
-
-
 async def test_sink_copies_record_to_dlq_topic(broker: TansuBroker, unique: str) -> None:
     topic = f"requests-{unique}"
     message = _message(topic)
 
     await _send(broker, DeadLetter(message, DeadLetterReason.INVALID_REQUEST, "Phone is invalid"))
 
-    [record] = await _read_all(broker, f"{topic}.DLQ")
+    [record] = await read_topic(broker, f"{topic}.DLQ")
     assert record.key == b"user-42"
     assert record.value == b'{"Id": "user-42", "Phone": "12"}'
     assert list(record.headers) == [
@@ -106,7 +84,7 @@ async def test_sink_keeps_each_dlq_header_once(broker: TansuBroker, unique: str)
 
     await _send(broker, DeadLetter(message, DeadLetterReason.RETRIES_EXHAUSTED, "timed out"))
 
-    [record] = await _read_all(broker, f"{topic}.DLQ")
+    [record] = await read_topic(broker, f"{topic}.DLQ")
     names = [name for name, _ in record.headers]
     headers = dict(record.headers)
     assert len(names) == len(set(names))
@@ -120,7 +98,7 @@ async def test_sink_masks_digit_runs_in_error(broker: TansuBroker, unique: str) 
 
     await _send(broker, DeadLetter(_message(topic), DeadLetterReason.INVALID_REQUEST, error))
 
-    [record] = await _read_all(broker, f"{topic}.DLQ")
+    [record] = await read_topic(broker, f"{topic}.DLQ")
     stored = dict(record.headers)["dlq.error"].decode()
     assert "593991234567" not in stored
     assert "0991234567" not in stored
@@ -135,7 +113,7 @@ async def test_sink_truncates_long_error(broker: TansuBroker, unique: str) -> No
 
     await _send(broker, DeadLetter(_message(topic), DeadLetterReason.RETRIES_EXHAUSTED, error))
 
-    [record] = await _read_all(broker, f"{topic}.DLQ")
+    [record] = await read_topic(broker, f"{topic}.DLQ")
     stored = dict(record.headers)["dlq.error"].decode()
     assert len(stored) == MAX_ERROR_LENGTH
     assert stored.startswith("Traceback line\nTraceback line\n")
@@ -148,7 +126,7 @@ async def test_sink_keeps_record_without_key_or_value(broker: TansuBroker, uniqu
 
     await _send(broker, DeadLetter(message, DeadLetterReason.INVALID_JSON, "empty record"))
 
-    [record] = await _read_all(broker, f"{topic}.DLQ")
+    [record] = await read_topic(broker, f"{topic}.DLQ")
     assert record.key is None
     assert record.value == b""
     assert dict(record.headers)["dlq.reason"] == b"invalid_json"

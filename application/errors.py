@@ -52,6 +52,6 @@ class VerificationNotFound(PortError):
 
 
 class RequestInProgress(PortError):
-    """Another worker holds this request and may still send it; try again later."""
+    """Another worker has claimed this request and may still send it, so try again later."""
 
     retriable = True

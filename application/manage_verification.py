@@ -13,7 +13,7 @@ from domain.verification import StatusChange, VerificationStatus
 
 @dataclass(frozen=True, slots=True)
 class VerificationView:
-    """What another service may see of a verification: never the code or full phone."""
+    """Read model of a verification for other services, without the code or full phone."""
 
     verification_id: str
     status: VerificationStatus

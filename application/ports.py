@@ -125,7 +125,7 @@ class VerificationStore(Protocol):
 
 
 class Claim(StrEnum):
-    """What a worker may do with a request it tried to claim."""
+    """Outcome of a claim: what the worker may do with the request."""
 
     ACQUIRED = "acquired"
     IN_PROGRESS = "in_progress"
@@ -141,10 +141,10 @@ class RequestLedger(Protocol):
 
         - ACQUIRED: the request is new, is held by `owner` already with no send
           started, or its previous claimant's lease ran out before a send started.
-          `owner` now holds it.
+          `owner` is now its holder.
         - SEND_STARTED: a send was started, by `owner` itself or by a previous
           claimant whose lease ran out, and may or may not have reached the
-          provider. `owner` now holds it and must find out before sending again.
+          provider. `owner` is now its holder and must find out before sending again.
         - IN_PROGRESS: another owner holds the request and its lease still runs.
         - COMPLETED: the request was handled.
 

@@ -143,7 +143,7 @@ class RequestVerification:
         `owner` names this handling of the request. A retry by the same owner
         proceeds, while a redelivery whose send was already started or that was
         already handled sends nothing and returns DUPLICATE. Raises
-        `RequestInProgress` while another owner holds the request, and the retriable
+        `RequestInProgress` while another owner has claimed the request, and the retriable
         `PortError`s of the store and sender unchanged, so the caller can retry.
         """
         try:

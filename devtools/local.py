@@ -148,7 +148,7 @@ def check_ports_free() -> None:
     for port, role in ports.items():
         if not _port_is_free(port):
             raise RuntimeError(
-                f"port {port} for the {role} is in use on 127.0.0.1: stop what holds it "
+                f"port {port} for the {role} is in use on 127.0.0.1: stop the process that uses it "
                 f"(`ss -ltnp 'sport = :{port}'` shows it), for example a previous local run"
             )
 

@@ -71,7 +71,7 @@ class SendRejected:
 
 
 class CheckFailureReason(StrEnum):
-    """Why a checked code was not approved."""
+    """Reason a checked code was not approved."""
 
     INCORRECT = "incorrect"
     EXPIRED = "expired"

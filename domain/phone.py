@@ -14,7 +14,7 @@ class PhoneNumber:
     """A phone number in E.164 form, for example `+593991234567`."""
 
     e164: str
-    # ISO 3166-1 alpha-2 region of the number when the parser knows it, such as "EC".
+    # ISO 3166-1 alpha-2 region of the number when the parser determined it, such as "EC".
     region: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

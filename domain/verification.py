@@ -41,7 +41,7 @@ class StatusChange:
 
 
 class VerificationStatus(StrEnum):
-    """Where a verification stands for the service that asked for it."""
+    """Lifecycle status of a verification, as the requesting service sees it."""
 
     PENDING = "pending"
     APPROVED = "approved"

@@ -60,8 +60,9 @@ class Settings(BaseSettings):
 
     CLAIM_LEASE_SECONDS: Seconds = Field(
         120.0,
-        description="the seconds a worker holds a request before another worker may take "
-        "it over; keep it above TWILIO_TIMEOUT_SECONDS times SEND_MAX_ATTEMPTS",
+        description="the seconds a worker keeps its claim on a request before another "
+        "worker may take it over; keep it above TWILIO_TIMEOUT_SECONDS times "
+        "SEND_MAX_ATTEMPTS",
     )
     MAX_REQUEST_AGE_SECONDS: int = Field(
         900,

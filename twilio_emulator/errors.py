@@ -86,7 +86,7 @@ class TwilioApiError(Exception):
         self.code = code
         self.message = message or entry.title
         self.http_status = http_status or entry.http_status
-        # Sent as the Retry-After header, as Twilio does on some 429 and 503 answers.
+        # Sent as the Retry-After header, as Twilio does on some 429 and 503 responses.
         self.retry_after_seconds = retry_after_seconds
         super().__init__(f"{self.code}: {self.message}")
 

@@ -47,7 +47,7 @@ MAX_ERROR_LENGTH = 1000
 
 
 class DeadLetterReason(StrEnum):
-    """Why a message went to the dead-letter topic."""
+    """Reason a message went to the dead-letter topic."""
 
     INVALID_JSON = "invalid_json"
     INVALID_REQUEST = "invalid_request"

@@ -6,7 +6,7 @@ from collections import deque
 class OffsetTracker:
     """Offsets of one partition that were dispatched, in order, and which have finished.
 
-    The committable offset is the lowest unfinished one: committing it tells Kafka that
+    The committable offset is the lowest unfinished one: committing it records in Kafka that
     every earlier message is done, so a slow message never lets a later commit skip it.
     """
 

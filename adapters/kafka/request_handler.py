@@ -78,7 +78,7 @@ class _RetryAfterAwareWait:
 class RequestMessageHandler:
     """Handles one request message: bad input goes to dead letters, outages are retried.
 
-    While the store is unreachable, `wait_until_ready` holds the consumer back from
+    While the store is unreachable, `wait_until_ready` keeps the consumer from
     fetching more, and the messages in hand keep retrying without being committed.
     """
 
@@ -124,7 +124,7 @@ class RequestMessageHandler:
 
     async def _handle(self, message: ConsumedMessage) -> str:
         """Handle `message` and return its outcome for the consumed-requests metric."""
-        # The timestamp tells apart two records at one offset, as when a topic is
+        # The timestamp distinguishes two records at one offset, as when a topic is
         # recreated or a development broker restarts empty, while a redelivery of the
         # same record keeps it.
         record_key = f"{message.topic}:{message.partition}:{message.offset}:{message.timestamp}"

@@ -15,7 +15,7 @@ from redis.exceptions import RedisClusterException
 RedisClient: TypeAlias = Redis | RedisCluster
 
 # Connections one single-node client opens at most. A worker with 256 messages in
-# flight shares them; each Redis command holds one for about a round trip.
+# flight shares them; each Redis command uses one for about a round trip.
 DEFAULT_MAX_CONNECTIONS = 64
 # How long a command waits for a free connection before it fails as unavailable.
 POOL_WAIT_SECONDS = 20.0

@@ -34,7 +34,7 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # {result, previous owner}. The owner keeps its claim in any state but completed and
 # renews its lease. Another owner waits while the lease runs, then takes the claim
 # over. Once a send started, the result is send_started for the owner and for a new
-# owner alike, so either asks the provider whether that send went through.
+# owner alike, so either one queries the provider whether that send went through.
 _CLAIM_SCRIPT = (
     _NOW_MS
     + """

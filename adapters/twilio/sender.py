@@ -38,7 +38,7 @@ RECOVERY_PAGE_SIZE = 50
 
 # The headers of the last Twilio response in this task. The SDK raises its errors
 # without the response headers, and one HTTP client serves many concurrent sends, so
-# the headers travel in a context variable, which each task sees on its own.
+# the headers travel in a context variable, which is separate for each task.
 _last_response_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
     "twilio_last_response_headers", default=None
 )

@@ -17,7 +17,7 @@ def error_response(status_code: int, message: str) -> Response[dict[str, str]]:
 def store_unavailable(
     request: Request[object, object, object], error: Exception
 ) -> Response[dict[str, str]]:
-    """Answer 503 while Redis is unreachable, so callers and Twilio can try again."""
+    """Return 503 while Redis is unreachable, so callers and Twilio can try again."""
     logger.warning(
         "request_store_unavailable", extra={"path": request.url.path, "error": repr(error)}
     )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 logger = logging.getLogger(__name__)
 
 # Close codes of RFC 6455: 1008 is a policy violation (bad token or subscription),
-# 1013 asks the client to try again later (it read too slowly), and 1001 says the
+# 1013 tells the client to try again later (it read too slowly), and 1001 says the
 # server is going away.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -23,9 +23,9 @@ INVALID_FRAME_LOG_INTERVAL_SECONDS = 10.0
 class HubClient:
     """One connected /ws client: what it subscribed to and the frames waiting for it.
 
-    The queue holds at most `queue_size` frames. A frame offered to a full queue marks
+    The queue contains at most `queue_size` frames. A frame offered to a full queue marks
     the client for closing with code 1013 instead of waiting, so one slow client never
-    holds up the others or the hub.
+    delays the others or the hub.
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class HubClient:
         self._closing.set()
 
     async def wait_closing(self) -> None:
-        """Wait until the hub asks for this client's connection to be closed."""
+        """Wait until the hub requests that this client's connection be closed."""
         await self._closing.wait()
 
 

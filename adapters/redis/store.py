@@ -21,9 +21,13 @@ Every write of a record or counter is one Lua script on keys of one slot, which 
 atomically on one server and on the cluster node that owns the slot. The store does not
 use WATCH/MULTI, whose state lives on one connection: a script routes like any keyed
 command in a cluster and has no watched connection to lose on a reconnect or redirect.
-A read-modify-write instead reads the record, applies the change in Python and stores
-the result with a compare-and-set script that writes only if the record still has the
-bytes that were read. On a mismatch it reads again, up to `max_update_attempts` times.
+A read-modify-write instead applies the change in Python to the record as last seen and
+stores the result with a compare-and-set script that writes only if the record still has
+those bytes and attempt count. On a mismatch the script returns what the record holds,
+and the change runs again on that, up to `max_update_attempts` times. The record as last
+seen is the store's own snapshot from its latest read or write of that id when it has
+one (see `snapshots`), so a worker that stores a code and then records the send reads
+the record once, not before every write.
 
 Why one JSON string and not a hash: the history is a nested list, which a hash could
 only hold as an embedded JSON field anyway. Equal bytes also make the compare-and-set a
@@ -37,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from adapters.redis.codec import decode_verification, encode_verification
 from adapters.redis.connection import RedisClient
 from adapters.redis.errors import unavailable_errors
+from adapters.redis.snapshots import RecentSnapshots, Snapshot
 from application.errors import StoreUnavailable, VerificationNotFound
 from domain.verification import Verification
 
@@ -47,23 +52,27 @@ DEFAULT_RETENTION_SECONDS = 3600
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Writes ARGV[3] to the record only if the record is as the caller read it. Modes:
+# Writes ARGV[3] to the record only if the record is as the caller last saw it. Modes:
 # 'any' writes unconditionally, 'absent' requires that no record exists, and 'equal'
-# requires the record to equal ARGV[2]. ARGV[4] is the expiry in Unix milliseconds, or
-# 'keep' to keep the current one, which is safe because 'equal' has just proved that
-# the key exists. ARGV[5] = '1' also deletes the attempt counter (KEYS[2], same slot).
-# Returns 1 when written and 0 when the record differed.
+# requires the record to equal ARGV[2] and the attempt counter (KEYS[2], same slot) to
+# equal ARGV[6]. ARGV[4] is the expiry in Unix milliseconds, or 'keep' to keep the
+# current one, which is safe because 'equal' has just proved that the key exists.
+# ARGV[5] = '1' also deletes the attempt counter. Returns {1} when written, and
+# {0, record, counter} with what the keys hold when the record differed.
 _COMPARE_AND_SET_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
-if ARGV[1] == 'absent' and current then return 0 end
-if ARGV[1] == 'equal' and current ~= ARGV[2] then return 0 end
+local counter = redis.call('GET', KEYS[2])
+if (ARGV[1] == 'absent' and current)
+  or (ARGV[1] == 'equal' and (current ~= ARGV[2] or (counter or '0') ~= ARGV[6])) then
+  return {0, current, counter}
+end
 if ARGV[4] == 'keep' then
   redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 else
   redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
 end
 if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
-return 1
+return {1}
 """
 
 # Counts one check attempt in KEYS[2] and gives the counter the expiry time of the
@@ -80,6 +89,9 @@ return count
 
 _RECORD_MISSING = -2
 _RECORD_WITHOUT_EXPIRY = -1
+
+
+_ABSENT = Snapshot(None, 0)
 
 
 def _replace_any(_: Verification) -> bool:
@@ -111,6 +123,7 @@ class RedisVerificationStore:
         self._key_prefix = key_prefix
         self._max_update_attempts = max_update_attempts
         self._retention = timedelta(seconds=retention_seconds)
+        self._snapshots = RecentSnapshots()
         self._compare_and_set = client.register_script(_COMPARE_AND_SET_SCRIPT)
         self._record_attempt = client.register_script(_RECORD_ATTEMPT_SCRIPT)
 
@@ -149,26 +162,35 @@ class RedisVerificationStore:
         if verification.message_sid is not None:
             await self._write_message_sid(verification.message_sid, verification.id, expires_at)
         if may_replace is _replace_any:
-            await self._write(key, verification.id, "any", b"", value, expires_at)
+            await self._write(verification.id, "any", _ABSENT, value, expires_at)
             return None
 
-        for attempt in range(1, self._max_update_attempts + 1):
-            raw, attempts = await self._read(verification.id)
+        # Without a snapshot the id is most likely new, so the first write expects no record.
+        seen = self._snapshots.get(verification.id) or _ABSENT
+        confirmed = False
+        conflicts = 0
+        while True:
             condition = "absent"
-            expected: bytes | str = b""
-            if raw is not None:
-                current = decode_verification(key, verification.id, raw, attempts)
+            if seen.raw is not None:
+                current = decode_verification(key, verification.id, seen.raw, seen.attempts)
                 if not may_replace(current):
-                    return current
+                    if confirmed:
+                        return current
+                    # A snapshot may be out of date: only a fresh read may block the write.
+                    seen, confirmed = await self._read(verification.id), True
+                    continue
                 condition = "equal"
-                expected = raw
-            if await self._write(key, verification.id, condition, expected, value, expires_at):
+            written, seen = await self._write(verification.id, condition, seen, value, expires_at)
+            if written:
                 return None
+            confirmed = True
+            conflicts += 1
             logger.debug(
                 "verification_create_conflict",
-                extra={"verification_id": verification.id, "attempt": attempt},
+                extra={"verification_id": verification.id, "attempt": conflicts},
             )
-        raise self._contention("create", verification.id)
+            if conflicts >= self._max_update_attempts:
+                raise self._contention("create", verification.id)
 
     async def record_attempt(self, verification_id: str) -> int:
         """Count one check attempt atomically and return the attempts made so far.
@@ -192,6 +214,9 @@ class RedisVerificationStore:
                 "attempts cannot expire with it. Delete the key or store the verification "
                 "again with create()."
             )
+        seen = self._snapshots.get(verification_id)
+        if seen is not None:
+            self._snapshots.put(verification_id, Snapshot(seen.raw, count))
         return count
 
     async def get(self, verification_id: str) -> Verification | None:
@@ -201,10 +226,12 @@ class RedisVerificationStore:
         callers ask `Verification.status` or `is_expired`. Raises `StoreUnavailable`,
         and `ValueError` for a record or counter that cannot be decoded.
         """
-        raw, attempts = await self._read(verification_id)
-        if raw is None:
+        seen = await self._read(verification_id)
+        if seen.raw is None:
             return None
-        return decode_verification(self.record_key(verification_id), verification_id, raw, attempts)
+        return decode_verification(
+            self.record_key(verification_id), verification_id, seen.raw, seen.attempts
+        )
 
     async def find_id_by_message_sid(self, message_sid: str) -> str | None:
         """Return the id stored for `message_sid`, or None when the lookup has expired.
@@ -226,28 +253,35 @@ class RedisVerificationStore:
     ) -> Verification | None:
         """Apply `change` with compare-and-set and return the stored result.
 
-        `change` gets the record with its check attempts as read. When another writer
-        changes the record before the write, nothing is written and `change` runs again
-        on the fresh record, up to `max_update_attempts` times, after which
-        `StoreUnavailable` is raised. A new check attempt alone does not cause a rerun.
-        `change` returning None writes nothing and returns None. `change` must keep the
-        id and `expires_at`, or `ValueError` is raised. The record keeps its expiry
+        `change` gets the record with its check attempts. When another writer changes
+        the record or counts a check attempt before the write, nothing is written and
+        `change` runs again on the fresh record, up to `max_update_attempts` times,
+        after which `StoreUnavailable` is raised. `change` returning None for the
+        record as Redis contains it writes nothing and returns None. `change` must keep
+        the id and `expires_at`, or `ValueError` is raised. The record keeps its expiry
         time. Raises `VerificationNotFound` when the record is gone, which can happen
         before its code's `expires_at` only if the key was deleted.
         """
         key = self.record_key(verification_id)
-        for attempt in range(1, self._max_update_attempts + 1):
-            raw, attempts = await self._read(verification_id)
-            if raw is None:
+        seen = self._snapshots.get(verification_id)
+        confirmed = False
+        if seen is None or seen.raw is None:
+            seen, confirmed = await self._read(verification_id), True
+        conflicts = 0
+        while True:
+            if seen.raw is None:
                 raise VerificationNotFound(
                     f"verification {verification_id!r} not found: it never existed or "
                     "its record has expired"
                 )
-            current = decode_verification(key, verification_id, raw, attempts)
-
+            current = decode_verification(key, verification_id, seen.raw, seen.attempts)
             changed = change(current)
             if changed is None:
-                return None
+                if confirmed:
+                    return None
+                # A snapshot may be out of date: only a fresh read may skip the write.
+                seen, confirmed = await self._read(verification_id), True
+                continue
             _check_identity_kept(current, changed)
 
             if changed.message_sid is not None and changed.message_sid != current.message_sid:
@@ -255,57 +289,83 @@ class RedisVerificationStore:
                     changed.message_sid, verification_id, self._retained_until(current)
                 )
             encoded = encode_verification(changed)
-            if await self._write(key, verification_id, "equal", raw, encoded, None):
+            written, seen = await self._write(verification_id, "equal", seen, encoded, None)
+            if written:
                 return changed
+            confirmed = True
+            conflicts += 1
             logger.debug(
                 "verification_update_conflict",
-                extra={"verification_id": verification_id, "attempt": attempt},
+                extra={"verification_id": verification_id, "attempt": conflicts},
             )
-        raise self._contention("update", verification_id)
+            if conflicts >= self._max_update_attempts:
+                raise self._contention("update", verification_id)
 
-    async def _read(self, verification_id: str) -> tuple[bytes | str | None, int]:
+    async def _read(self, verification_id: str) -> Snapshot:
         """Return the raw record, or None, and the check attempts, from one MGET."""
         key = self.record_key(verification_id)
         counter_key = self.attempts_key(verification_id)
         # Both keys lie in one slot, so a cluster client sends this MGET to one node.
         with unavailable_errors("MGET", key):
             raw, counter = await self._client.mget([key, counter_key])
-        if counter is None:
-            return raw, 0
-        try:
-            return raw, int(counter)
-        except ValueError:
-            raise ValueError(
-                f"the check attempt counter at Redis key {counter_key!r} is not an integer. "
-                "Delete the key: the next check counts from 1 again."
-            ) from None
+        return self._remember(verification_id, raw, counter)
 
     async def _write(
         self,
-        key: str,
         verification_id: str,
         condition: str,
-        expected: bytes | str,
+        expected: Snapshot,
         value: bytes,
         expires_at: int | None,
-    ) -> bool:
-        """Run the compare-and-set script and return whether it wrote.
+    ) -> tuple[bool, Snapshot]:
+        """Run the compare-and-set script; return whether it wrote, and the record after.
 
         `condition` is the script's mode: 'any', 'absent' or 'equal' to `expected`.
         `expires_at` in Unix milliseconds comes with a new record, which also resets
         the attempt counter. None keeps the record's expiry and counter, as an update
         does.
         """
+        key = self.record_key(verification_id)
         if expires_at is None:
             expiry, reset_attempts = "keep", "0"
         else:
             expiry, reset_attempts = str(expires_at), "1"
         with unavailable_errors("EVALSHA compare-and-set", key):
-            written = await self._compare_and_set(
+            reply = await self._compare_and_set(
                 keys=[key, self.attempts_key(verification_id)],
-                args=[condition, expected, value, expiry, reset_attempts],
+                args=[
+                    condition,
+                    expected.raw or b"",
+                    value,
+                    expiry,
+                    reset_attempts,
+                    str(expected.attempts),
+                ],
             )
-        return int(written) == 1
+        if int(reply[0]) == 1:
+            attempts = 0 if expires_at is not None else expected.attempts
+            return True, self._remember(verification_id, value, attempts)
+        return False, self._remember(verification_id, reply[1], reply[2])
+
+    def _remember(self, verification_id: str, raw: object, counter: object) -> Snapshot:
+        """Keep and return the snapshot of a record and counter as Redis returned them."""
+        # A script's missing key arrives as None over RESP2 and as False over RESP3.
+        record = raw if isinstance(raw, bytes | str) else None
+        snapshot = Snapshot(record, self._attempts_from(verification_id, counter))
+        self._snapshots.put(verification_id, snapshot)
+        return snapshot
+
+    def _attempts_from(self, verification_id: str, counter: object) -> int:
+        if counter is None or counter is False:
+            return 0
+        try:
+            return int(counter) if isinstance(counter, int | bytes | str) else int(str(counter))
+        except ValueError:
+            raise ValueError(
+                f"the check attempt counter at Redis key "
+                f"{self.attempts_key(verification_id)!r} is not an integer. "
+                "Delete the key: the next check counts from 1 again."
+            ) from None
 
     async def _write_message_sid(
         self, message_sid: str, verification_id: str, expires_at: int

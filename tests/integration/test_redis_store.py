@@ -446,7 +446,8 @@ async def test_update_skips_write_when_change_returns_none(
         observed = await observer.execute()
 
     assert result is None
-    assert seen == [verification]
+    # Once on the store's snapshot from create, once on a fresh read that confirms it.
+    assert seen == [verification, verification]
     assert observed == [before]
     assert await client.pexpiretime(key) == retained_until(verification)
 
@@ -526,6 +527,150 @@ async def test_update_rejects_change_of_expiry(store: RedisVerificationStore) ->
         )
 
     assert await store.get(verification.id) == verification
+
+
+# Snapshots: the bytes a store saw last stand in for a read before its next write
+
+
+def count_reads(client: RedisClient, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record each MGET the store sends through `client` from now on."""
+    reads: list[object] = []
+    mget = client.mget
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        reads.append(args)
+        return await mget(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "mget", counted)
+    return reads
+
+
+async def test_update_after_create_writes_without_reading(
+    store: RedisVerificationStore, client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verification = new_verification()
+    await store.create(verification)
+    reads = count_reads(client, monkeypatch)
+    now = datetime.now(UTC)
+
+    updated = await store.update(
+        verification.id,
+        lambda current: current.accept_message(MESSAGE_SID, DeliveryStatus.QUEUED, now),
+    )
+
+    assert reads == []
+    assert updated == verification.accept_message(MESSAGE_SID, DeliveryStatus.QUEUED, now)
+    assert await store.get(verification.id) == updated
+
+
+async def test_create_after_get_of_missing_id_writes_without_reading(
+    store: RedisVerificationStore, client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verification = new_verification()
+    assert await store.get(verification.id) is None
+    reads = count_reads(client, monkeypatch)
+
+    assert await store.create(verification, lambda current: False) is None
+
+    assert reads == []
+    assert await store.get(verification.id) == verification
+
+
+async def outdated_store(
+    client: RedisClient, key_prefix: str, change: Callable[[Verification], Verification | None]
+) -> tuple[RedisVerificationStore, Verification]:
+    """Return a store that created a verification, which another store then changed."""
+    store = RedisVerificationStore(client, key_prefix=key_prefix)
+    verification = new_verification()
+    await store.create(verification)
+    await RedisVerificationStore(client, key_prefix=key_prefix).update(verification.id, change)
+    return store, verification
+
+
+async def test_update_applies_change_to_record_another_store_wrote(
+    client: RedisClient, key_prefix: str
+) -> None:
+    start = datetime.now(UTC)
+    worker, verification = await outdated_store(
+        client,
+        key_prefix,
+        lambda current: current.record_delivery(DeliveryStatus.SENT, start, MESSAGE_SID),
+    )
+    seen: list[Verification] = []
+
+    def deliver(current: Verification) -> Verification | None:
+        seen.append(current)
+        return current.record_delivery(DeliveryStatus.DELIVERED, start + timedelta(seconds=1))
+
+    # The worker's snapshot is the record before the other store's change.
+    updated = await worker.update(verification.id, deliver)
+
+    assert [current.delivery_status for current in seen] == [None, DeliveryStatus.SENT]
+    assert updated is not None
+    assert [change.status for change in updated.history] == [
+        DeliveryStatus.SENT,
+        DeliveryStatus.DELIVERED,
+    ]
+    assert await worker.get(verification.id) == updated
+
+
+async def test_update_reruns_change_after_check_attempt_from_elsewhere(
+    client: RedisClient, key_prefix: str
+) -> None:
+    worker = RedisVerificationStore(client, key_prefix=key_prefix)
+    api = RedisVerificationStore(client, key_prefix=key_prefix)
+    verification = new_verification()
+    await worker.create(verification)
+    await api.record_attempt(verification.id)
+    seen: list[int] = []
+
+    def change(current: Verification) -> Verification:
+        seen.append(current.check_attempts)
+        return current.approve(datetime.now(UTC))
+
+    updated = await worker.update(verification.id, change)
+
+    assert seen == [0, 1]
+    assert updated is not None
+    assert updated.check_attempts == 1
+
+
+async def test_create_ignores_blocking_snapshot_of_deleted_record(
+    store: RedisVerificationStore, client: RedisClient
+) -> None:
+    live = new_verification(code_digest="a" * 64)
+    await store.create(live)
+    await client.delete(store.record_key(live.id))
+    newer = replace(live, code_digest="b" * 64)
+
+    blocking = await store.create(newer, lambda current: False)
+
+    assert blocking is None
+    assert await store.get(live.id) == newer
+
+
+async def test_update_skip_on_out_of_date_snapshot_is_confirmed(
+    client: RedisClient, key_prefix: str
+) -> None:
+    now = datetime.now(UTC)
+    worker, verification = await outdated_store(
+        client,
+        key_prefix,
+        lambda current: current.accept_message(MESSAGE_SID, DeliveryStatus.SENT, now),
+    )
+
+    # The worker's snapshot has no message SID, which this change would skip.
+    updated = await worker.update(
+        verification.id,
+        lambda current: (
+            current.record_delivery(DeliveryStatus.DELIVERED, now, MESSAGE_SID)
+            if current.message_sid == MESSAGE_SID
+            else None
+        ),
+    )
+
+    assert updated is not None
+    assert updated.delivery_status is DeliveryStatus.DELIVERED
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

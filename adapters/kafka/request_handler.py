@@ -23,6 +23,7 @@ from tenacity import (
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.dead_letters import DeadLetter, DeadLetterReason, DeadLetterSink
 from adapters.kafka.payloads import InvalidPayload, parse_request
+from adapters.kafka.retries import call_with_retries
 from adapters.observability import metrics
 from application.errors import PortError, ProviderUnavailable, RequestInProgress, StoreUnavailable
 from application.request_verification import RequestVerification, VerificationRequest
@@ -189,14 +190,15 @@ class RequestMessageHandler:
         # A store outage, or another worker holding the same request, is waited out
         # without limit: the message stays uncommitted, so nothing is lost, and the
         # worker resumes when the store returns or the other worker's claim ends.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((StoreUnavailable, RequestInProgress)),
-            wait=wait_random_exponential(multiplier=0.2, max=5.0),
-            before_sleep=self._before_store_retry,
-            reraise=True,
-        ):
-            with attempt:
-                exhausted = await self._with_send_retries(request, owner)
+        exhausted = await call_with_retries(
+            lambda: self._with_send_retries(request, owner),
+            lambda: AsyncRetrying(
+                retry=retry_if_exception_type((StoreUnavailable, RequestInProgress)),
+                wait=wait_random_exponential(multiplier=0.2, max=5.0),
+                before_sleep=self._before_store_retry,
+                reraise=True,
+            ),
+        )
         self._store_ready.set()
         return exhausted
 
@@ -208,18 +210,18 @@ class RequestMessageHandler:
     async def _with_send_retries(
         self, request: VerificationRequest, owner: str
     ) -> ProviderUnavailable | None:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(ProviderUnavailable),
-            stop=stop_after_attempt(self._retry.max_attempts)
-            | stop_after_delay(self._retry.max_elapsed_seconds),
-            wait=_RetryAfterAwareWait(self._retry),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await self._use_case.execute(request, owner)
+            await call_with_retries(
+                lambda: self._use_case.execute(request, owner),
+                lambda: AsyncRetrying(
+                    retry=retry_if_exception_type(ProviderUnavailable),
+                    stop=stop_after_attempt(self._retry.max_attempts)
+                    | stop_after_delay(self._retry.max_elapsed_seconds),
+                    wait=_RetryAfterAwareWait(self._retry),
+                    before_sleep=_log_retry,
+                    reraise=True,
+                ),
+            )
         except ProviderUnavailable as error:
             await self._use_case.abandon(request, owner, error)
             return error

@@ -8,6 +8,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 logger = logging.getLogger(__name__)
 
@@ -15,22 +16,32 @@ OTLP_EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 
 def configure_tracing(environ: Mapping[str, str], service_name: str) -> TracerProvider:
-    """Install a global tracer provider whose exporter the OTEL_* variables in `environ` pick.
+    """Install `build_tracer_provider(environ, service_name)` as the global tracer provider."""
+    provider = build_tracer_provider(environ, service_name)
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def build_tracer_provider(environ: Mapping[str, str], service_name: str) -> TracerProvider:
+    """Return a tracer provider whose exporter the OTEL_* variables in `environ` pick.
 
     `OTEL_TRACES_EXPORTER=console` prints spans on standard output. OTLP is used only
     when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its traces variant) is set and the
     `opentelemetry-exporter-otlp-proto-http` package is installed; the exporter reads
-    the endpoint itself. Without either, spans are recorded for log correlation only,
-    unlike the SDK's default, which would send OTLP to localhost:4318.
+    the endpoint itself. Without either, spans exist for log correlation only and are
+    not recorded, unlike the SDK's default, which would send OTLP to localhost:4318.
     """
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; this name
     # is used when neither sets one.
     attributes = {} if environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
     exporter = _exporter(environ)
+    # With nowhere to send spans, none is recorded: spans still carry trace and span
+    # ids for the logs, and an incoming traceparent's trace id, at a fraction of the
+    # cost. OTEL_TRACES_SAMPLER still decides when it is set.
+    sampler = None if exporter is not None or environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
     return provider
 
 

@@ -11,6 +11,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
+from adapters.redis.batching import BatchingRedis
+
 # The client types the Redis adapters accept: one server, or a Redis Cluster.
 RedisClient: TypeAlias = Redis | RedisCluster
 
@@ -139,7 +141,7 @@ def create_redis_client(
             timeout=POOL_WAIT_SECONDS,
             **options,
         )
-        return Redis(connection_pool=pool)
+        return BatchingRedis(connection_pool=pool)
 
     if url.lower().startswith("unix://"):
         raise _invalid_for_cluster(url, "a cluster cannot be reached through a Unix socket")

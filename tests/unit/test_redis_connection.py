@@ -1,9 +1,9 @@
 """Unit tests for reading the REDIS_CONNECTION setting and building clients without connecting."""
 
 import pytest
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from adapters.redis.batching import BatchingRedis
 from adapters.redis.connection import create_redis_client, redis_url
 
 
@@ -79,7 +79,7 @@ def test_single_node_client_keeps_timeouts() -> None:
         "redis://127.0.0.1:6379/2", connect_timeout_seconds=1.5, read_timeout_seconds=3.0
     )
 
-    assert type(client) is Redis
+    assert type(client) is BatchingRedis
     options = client.connection_pool.connection_kwargs
     assert options["db"] == 2
     assert options["socket_connect_timeout"] == 1.5

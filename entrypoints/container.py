@@ -58,6 +58,8 @@ async def _twilio_sender(settings: Settings) -> AsyncIterator[TwilioMessageSende
         status_callback_base_url=str(settings.WEBHOOK_PUBLIC_URL),
         api_base_url=str(settings.TWILIO_API_BASE_URL),
         timeout_seconds=settings.TWILIO_TIMEOUT_SECONDS,
+        # Every message in flight may be waiting on its own Twilio call.
+        max_connections=settings.MAX_IN_FLIGHT,
     )
     try:
         yield sender

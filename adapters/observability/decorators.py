@@ -136,7 +136,10 @@ class TracedRedisPort:
         attribute = getattr(self._inner, name)
         if not inspect.iscoroutinefunction(attribute):
             return attribute
-        return self._traced(attribute, f"{self._port_name}.{name}")
+        traced = self._traced(attribute, f"{self._port_name}.{name}")
+        # Kept on the instance, where later lookups find it without calling __getattr__.
+        setattr(self, name, traced)
+        return traced
 
     @staticmethod
     def _traced(

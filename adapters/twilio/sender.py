@@ -52,6 +52,12 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     form body contains the code and the phone number.
     """
 
+    def __init__(self, timeout_seconds: float, max_connections: int) -> None:
+        super().__init__(pool_connections=False, timeout=timeout_seconds)
+        # aiohttp opens at most 100 connections by default, which would cap the sends
+        # in flight below the worker's MAX_IN_FLIGHT.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections))
+
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         _last_response_headers.set(None)
         address = urlsplit(url)
@@ -104,8 +110,9 @@ class TwilioMessageSender:
         status_callback_base_url: str | None,
         api_base_url: str = "https://api.twilio.com",
         timeout_seconds: float = 10.0,
+        max_connections: int = 100,
     ) -> None:
-        self._http_client = _HeaderKeepingHttpClient(timeout=timeout_seconds)
+        self._http_client = _HeaderKeepingHttpClient(timeout_seconds, max_connections)
         self._client = Client(account_sid, auth_token, http_client=self._http_client)
         # The SDK builds request URLs from the domain's base URL, which lets the
         # service talk to a local emulator or a regional proxy.

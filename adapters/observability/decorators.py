@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry import trace
 
 from adapters.observability import metrics
+from adapters.observability.spans import child_span
 from application.errors import MessageRejected, PortError, ProviderUnavailable
 from application.ports import (
     MessageSender,
@@ -70,10 +71,11 @@ class MeasuredNotifier:
 
     async def publish(self, event: Event) -> None:
         await self._count(event)
-        with tracer.start_as_current_span(
+        with child_span(
+            tracer,
             f"publish {_event_name(event)}",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={"verification.event": _event_name(event)},
+            trace.SpanKind.PRODUCER,
+            {"verification.event": _event_name(event)},
         ):
             await self._inner.publish(event)
 
@@ -145,13 +147,11 @@ class TracedRedisPort:
     def _traced(
         method: Callable[..., Coroutine[Any, Any, Any]], operation: str
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        attributes = {"db.system.name": "redis", "db.operation.name": operation}
+
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            with tracer.start_as_current_span(
-                operation,
-                kind=trace.SpanKind.CLIENT,
-                attributes={"db.system.name": "redis", "db.operation.name": operation},
-            ):
+            with child_span(tracer, operation, trace.SpanKind.CLIENT, attributes):
                 return await method(*args, **kwargs)
 
         return call

@@ -5,9 +5,9 @@ pool, packing, writing, and handing the reply back. Measured on a 2-core machine
 GET alone cost about 60 µs of CPU, and about 25 µs in a batch. A worker with hundreds
 of messages in flight issues many short commands at once, so this client collects the
 commands issued during one turn of the event loop and sends them as one
-non-transactional pipeline on one connection. Each caller still awaits its own reply, and a command's
-error reaches only its caller. Commands keep their order within each task, because a
-task awaits one command before it issues the next.
+non-transactional pipeline on one connection. Each caller still awaits its own reply,
+and a command's error reaches only its caller. Commands keep their order within each
+task, because a task awaits one command before it issues the next.
 
 Only stateless commands are batched. Anything else, such as SCRIPT LOAD, PING or a
 pub/sub subscription, goes straight to the server as before.

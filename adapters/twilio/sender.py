@@ -17,6 +17,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from adapters.observability import metrics
+from adapters.observability.spans import child_span
 from adapters.twilio.addresses import whatsapp_address
 from adapters.twilio.errors import classify
 from application.errors import ProviderUnavailable
@@ -63,10 +64,11 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         address = urlsplit(url)
         status_code = 0
         started = time.perf_counter()
-        with tracer.start_as_current_span(
+        with child_span(
+            tracer,
             method.upper(),
-            kind=trace.SpanKind.CLIENT,
-            attributes={
+            trace.SpanKind.CLIENT,
+            {
                 "http.request.method": method.upper(),
                 "server.address": address.hostname or "",
                 "server.port": address.port or (443 if address.scheme == "https" else 80),

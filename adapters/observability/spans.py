@@ -1,4 +1,4 @@
-"""Child spans that cost nothing inside a trace that is not recorded."""
+"""Child spans that cost almost nothing inside a trace that is not recorded."""
 
 import contextlib
 from collections.abc import Iterator, Mapping

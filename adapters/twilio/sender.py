@@ -1,18 +1,19 @@
 """Sends verification messages to WhatsApp through Twilio's Programmable Messaging API."""
 
 import asyncio
+import base64
+import functools
 import logging
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from opentelemetry import trace
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
@@ -45,22 +46,41 @@ _last_response_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
 )
 
 
-class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """The SDK's async HTTP client, keeping each response's headers for this task.
+class _TwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
+    """The SDK's HTTP client: one aiohttp session, keeping each response's headers for this task.
 
-    Each request also gets a client span and a latency observation. The span contains the
-    method, host and status code only: the URL path contains the account SID, and the
-    form body contains the code and the phone number.
+    The SDK's own async client builds a form encoder, an auth object and a copy of the
+    request for its tests on every call, which made up a large part of a send's CPU
+    time. This one encodes the form body itself and reuses the timeout. Each request
+    also gets a client span and a latency observation. The span contains the method,
+    host and status code only: the URL path contains the account SID, and the form body
+    contains the code and the phone number.
     """
 
     def __init__(self, timeout_seconds: float, max_connections: int) -> None:
-        super().__init__(pool_connections=False, timeout=timeout_seconds)
+        super().__init__(logging.getLogger("twilio.http_client"), True, timeout_seconds)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         # aiohttp opens at most 100 connections by default, which would cap the sends
         # in flight below the worker's MAX_IN_FLIGHT.
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections))
 
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
         _last_response_headers.set(None)
+        request_headers = dict(headers or {})
+        if auth is not None:
+            request_headers["Authorization"] = _basic_authorization(*auth)
+        # The SDK has set the form content type for requests with a body.
+        body = urlencode(data, doseq=True).encode() if data else None
         address = urlsplit(url)
         status_code = 0
         started = time.perf_counter()
@@ -75,7 +95,16 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             },
         ) as span:
             try:
-                response: Response = await super().request(method, url, *args, **kwargs)
+                async with self._session.request(
+                    method.upper(),
+                    url,
+                    params=params,
+                    data=body,
+                    headers=request_headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._timeout,
+                    allow_redirects=allow_redirects,
+                ) as answer:
+                    response = Response(answer.status, await answer.text(), answer.headers)
                 status_code = response.status_code
                 span.set_attribute("http.response.status_code", status_code)
                 if status_code >= 400:
@@ -87,6 +116,16 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
                 )
         _last_response_headers.set(response.headers)
         return response
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+@functools.lru_cache(maxsize=4)
+def _basic_authorization(username: str, password: str) -> str:
+    # aiohttp deprecates its `auth` argument, and the SDK passes the same pair each time.
+    credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {credentials}"
 
 
 def _retry_after_seconds() -> float | None:
@@ -114,7 +153,7 @@ class TwilioMessageSender:
         timeout_seconds: float = 10.0,
         max_connections: int = 100,
     ) -> None:
-        self._http_client = _HeaderKeepingHttpClient(timeout_seconds, max_connections)
+        self._http_client = _TwilioHttpClient(timeout_seconds, max_connections)
         self._client = Client(account_sid, auth_token, http_client=self._http_client)
         # The SDK builds request URLs from the domain's base URL, which lets the
         # service talk to a local emulator or a regional proxy.

@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from twilio.request_validator import RequestValidator
 
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.memory.dead_letters import RecordingDeadLetterSink
@@ -24,7 +26,7 @@ from entrypoints.metrics_server import MetricsServer
 from entrypoints.webhook import build_server
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER, make_settings
 from tests.support.servers import serving
-from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, span_exporter, trace_hex
+from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, trace_hex
 from twilio_emulator.config import EmulatorConfig
 from twilio_emulator.server import RunningEmulator, running_emulator
 
@@ -75,23 +77,25 @@ def own_redis() -> Iterator[OwnRedis]:
     server.stop()
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
+def _emulator_config(callback_statuses: tuple[str, ...]) -> EmulatorConfig:
+    return EmulatorConfig(
+        account_sid=TEST_ACCOUNT_SID,
+        auth_token=TEST_AUTH_TOKEN,
+        whatsapp_sender=TEST_SENDER,
+        default_callback_statuses=callback_statuses,
+    )
 
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(
-        account_sid=TEST_ACCOUNT_SID,
-        auth_token=TEST_AUTH_TOKEN,
-        whatsapp_sender=TEST_SENDER,
-        default_callback_statuses=(),
-    )
-    async with running_emulator(config) as running:
+    async with running_emulator(_emulator_config(())) as running:
+        yield running
+
+
+@pytest.fixture
+async def calling_emulator() -> AsyncIterator[RunningEmulator]:
+    """An emulator that posts `sent` and `delivered` callbacks for every message."""
+    async with running_emulator(_emulator_config(("sent", "delivered"))) as running:
         yield running
 
 
@@ -124,12 +128,15 @@ async def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return _samples(response.text)
 
 
-def _real_container(redis_port: int, prefix: str, emulator: RunningEmulator) -> Container:
+def _real_container(
+    redis_port: int, prefix: str, emulator: RunningEmulator, **settings_overrides: object
+) -> Container:
     settings = make_settings(
         REDIS_CONNECTION=f"127.0.0.1:{redis_port}",
         REDIS_KEY_PREFIX=prefix,
         TWILIO_API_BASE_URL=emulator.base_url,
         TWILIO_MAX_MPS=0,
+        **settings_overrides,
     )
     container = Container(settings=providers.Object(settings))
     container.notifier.override(providers.Object(RecordingNotifier()))
@@ -167,6 +174,101 @@ async def test_traceparent_reaches_twilio_and_redis_spans(
     values = attribute_values(finished)
     assert not [value for value in values if code in value]
     assert not [value for value in values if "991234567" in value]
+
+
+async def test_status_callback_span_links_to_send(
+    calling_emulator: RunningEmulator, spans: InMemorySpanExporter, unique: str
+) -> None:
+    port = free_port()
+    worker = _real_container(
+        6379,
+        f"otel-link-{unique}",
+        calling_emulator,
+        WEBHOOK_PORT=port,
+        WEBHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
+    handler = await resolved(worker.request_handler())
+    value = json.dumps({"Id": f"user-{unique}", "Phone": PHONE}).encode()
+    message = ConsumedMessage(
+        "Verification", 0, 5, None, value, (("traceparent", TRACEPARENT.encode()),)
+    )
+    try:
+        async with serving(build_server(worker.settings())):
+            await handler(message)
+            [sent] = calling_emulator.state.messages.values()
+            await calling_emulator.state.wait_for(
+                lambda state: len([a for a in sent.callbacks if a.http_status]) == 2, 10.0
+            )
+    finally:
+        await resolved(worker.shutdown_resources())
+
+    assert [attempt.http_status for attempt in sent.callbacks] == [204, 204]
+    assert parse_qs(urlsplit(sent.callbacks[0].url).query)["traceparent"]
+    finished = spans.get_finished_spans()
+    [consumer] = [span for span in finished if span.kind is trace.SpanKind.CONSUMER]
+    assert consumer.context is not None
+    callback_spans = [span for span in finished if span.kind is trace.SpanKind.SERVER]
+    assert len(callback_spans) == 2
+    for callback in callback_spans:
+        assert callback.name == "POST /twilio/status"
+        assert callback.parent is None
+        assert trace_hex(callback) != TRACE_ID
+        assert callback.attributes is not None
+        assert callback.attributes["http.request.method"] == "POST"
+        assert callback.attributes["http.route"] == "/twilio/status"
+        assert callback.attributes["url.path"] == "/twilio/status"
+        assert callback.attributes["http.response.status_code"] == 204
+        assert callback.attributes["verification.id"] == f"user-{unique}"
+        [link] = callback.links
+        assert trace.format_trace_id(link.context.trace_id) == TRACE_ID
+        # The span current at the send, whose context the callback URL carries.
+        assert link.context.span_id == consumer.context.span_id
+        assert callback.context is not None
+        children = [
+            span
+            for span in finished
+            if span.parent is not None and span.parent.span_id == callback.context.span_id
+        ]
+        assert [s for s in children if (s.attributes or {}).get("db.system.name") == "redis"]
+        assert {trace_hex(span) for span in children} == {trace_hex(callback)}
+
+    code = sent.body.rsplit(" ", 1)[-1]
+    secrets = [code, "991234567", TEST_AUTH_TOKEN, *(a.signature for a in sent.callbacks)]
+    values = attribute_values(finished)
+    for secret in secrets:
+        assert not [value for value in values if secret in value]
+
+
+async def test_callback_span_records_store_outage(spans: InMemorySpanExporter) -> None:
+    port = free_port()
+    settings = make_settings(
+        REDIS_CONNECTION=f"127.0.0.1:{free_port()}",
+        WEBHOOK_PORT=port,
+        WEBHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
+    query = urlencode({"verification_id": "user-1", "traceparent": TRACEPARENT})
+    url = f"http://127.0.0.1:{port}/twilio/status?{query}"
+    fields = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"}
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, fields)
+
+    async with serving(build_server(settings)), httpx.AsyncClient(timeout=10.0) as client:
+        response = await client.post(
+            url,
+            content=urlencode(fields),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+
+    assert response.status_code == 503
+    [callback] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
+    assert callback.status.status_code is trace.StatusCode.ERROR
+    assert callback.attributes is not None
+    assert callback.attributes["http.response.status_code"] == 503
+    assert callback.attributes["error.type"] == "503"
+    [link] = callback.links
+    assert trace.format_trace_id(link.context.trace_id) == TRACE_ID
 
 
 async def test_worker_metrics_endpoint_reports_known_counts(

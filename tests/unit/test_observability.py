@@ -14,19 +14,11 @@ from adapters.observability.metrics import REGISTRY
 from application.errors import MessageRejected, ProviderUnavailable
 from application.record_delivery_status import DeliveryReport
 from entrypoints.logs import configure_logging
-from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, span_exporter, trace_hex
+from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, trace_hex
 from tests.unit.conftest import CODE, Fakes
 
 PHONE = "+593991234567"
 REQUEST = json.dumps({"Id": "user-1", "Phone": PHONE}).encode()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 def sample(name: str, **labels: str) -> float:

@@ -1,16 +1,22 @@
 """Metrics, readiness and traces over real HTTP, Redis and the Twilio emulator."""
 
 import asyncio
+import gzip
 import json
+import os
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 from dependency_injector import providers
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
@@ -23,10 +29,12 @@ from adapters.observability.health import redis_ping
 from devtools.ports import free_port
 from entrypoints.container import Container, resolved
 from entrypoints.metrics_server import MetricsServer
+from entrypoints.tracing import configure_tracing
 from entrypoints.webhook import build_server
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER, make_settings
+from tests.support.log_watcher import watching
 from tests.support.servers import serving
-from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, trace_hex
+from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, span_exporter, trace_hex
 from twilio_emulator.config import EmulatorConfig
 from twilio_emulator.server import RunningEmulator, running_emulator
 
@@ -75,6 +83,55 @@ def own_redis() -> Iterator[OwnRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class OtlpRequest:
+    path: str
+    content_type: str
+    body: bytes
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on a free loopback port that stores every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[OtlpRequest] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                received.append(OtlpRequest(self.path, self.headers.get("Content-Type", ""), body))
+                # An empty ExportTraceServiceResponse, which accepts every span.
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "OtlpReceiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
 
 
 def _emulator_config(callback_statuses: tuple[str, ...]) -> EmulatorConfig:
@@ -269,6 +326,85 @@ async def test_callback_span_records_store_outage(spans: InMemorySpanExporter) -
     assert callback.attributes["error.type"] == "503"
     [link] = callback.links
     assert trace.format_trace_id(link.context.trace_id) == TRACE_ID
+
+
+def _export_one_span(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    """Configure tracing from `variables` alone, end one span and flush the exporter."""
+    # OpenTelemetry sets the global provider once, so the in-memory one stays global and
+    # configure_tracing's provider is used only through the handle it returns.
+    span_exporter()
+    global_provider = trace.get_tracer_provider()
+    for name in [n for n in os.environ if n.startswith("OTEL_") or n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "*")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    provider = configure_tracing(os.environ, "verification-otlp-test")
+    try:
+        with provider.get_tracer(__name__).start_as_current_span("otlp check"):
+            pass
+        assert provider.force_flush(timeout_millis=10_000)
+    finally:
+        provider.shutdown()
+    assert trace.get_tracer_provider() is global_provider
+
+
+def test_otlp_endpoint_receives_spans(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{otlp_receiver.port}/"
+
+    _export_one_span(monkeypatch, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+
+    [request] = otlp_receiver.requests
+    assert request.path == "/v1/traces"
+    assert request.content_type == "application/x-protobuf"
+    exported = ExportTraceServiceRequest.FromString(request.body)
+    [resource_spans] = exported.resource_spans
+    resource = {item.key: item.value.string_value for item in resource_spans.resource.attributes}
+    assert resource["service.name"] == "verification-otlp-test"
+    names = [span.name for scope in resource_spans.scope_spans for span in scope.spans]
+    assert names == ["otlp check"]
+
+
+def test_otlp_traces_endpoint_is_used_unchanged(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{otlp_receiver.port}/collector/traces"
+
+    _export_one_span(monkeypatch, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint})
+
+    assert [request.path for request in otlp_receiver.requests] == ["/collector/traces"]
+
+
+def test_otlp_grpc_protocol_exports_nothing(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variables = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
+
+    with watching("entrypoints.tracing") as logs:
+        _export_one_span(monkeypatch, variables)
+
+    assert otlp_receiver.requests == []
+    [warning] = logs.named("tracing_protocol_unsupported")
+    assert warning.protocol == "grpc"
+
+
+def test_traces_exporter_none_exports_nothing(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variables = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.port}",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+
+    _export_one_span(monkeypatch, variables)
+
+    assert otlp_receiver.requests == []
 
 
 async def test_worker_metrics_endpoint_reports_known_counts(

@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -405,6 +406,26 @@ def test_traces_exporter_none_exports_nothing(
     _export_one_span(monkeypatch, variables)
 
     assert otlp_receiver.requests == []
+
+
+def test_exit_writes_pending_repeat_counts() -> None:
+    program = """
+import logging
+from entrypoints.logs import configure_logging
+
+configure_logging("INFO", "json")
+logger = logging.getLogger("repeats")
+for attempt in range(3):
+    logger.warning("store_unavailable", extra={"error": "TimeoutError()", "attempt": attempt})
+"""
+    finished = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    lines = [json.loads(line) for line in finished.stderr.splitlines()]
+    assert [line["event"] for line in lines] == ["store_unavailable", "store_unavailable"]
+    assert [line.get("repeated") for line in lines] == [None, 2]
+    assert [line["attempt"] for line in lines] == [0, 1]
 
 
 async def test_worker_metrics_endpoint_reports_known_counts(

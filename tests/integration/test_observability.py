@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from logging import WARNING
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -379,33 +380,29 @@ def test_otlp_traces_endpoint_is_used_unchanged(
     assert [request.path for request in otlp_receiver.requests] == ["/collector/traces"]
 
 
-def test_otlp_grpc_protocol_exports_nothing(
-    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("variable", "value", "warning"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "tracing_protocol_unsupported"),
+        ("OTEL_TRACES_EXPORTER", "none", None),
+    ],
+)
+def test_otlp_endpoint_unused_when_turned_off(
+    otlp_receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    warning: str | None,
 ) -> None:
-    variables = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.port}",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-    }
+    endpoint = f"http://127.0.0.1:{otlp_receiver.port}"
 
     with watching("entrypoints.tracing") as logs:
-        _export_one_span(monkeypatch, variables)
+        _export_one_span(monkeypatch, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, variable: value})
 
     assert otlp_receiver.requests == []
-    [warning] = logs.named("tracing_protocol_unsupported")
-    assert warning.protocol == "grpc"
-
-
-def test_traces_exporter_none_exports_nothing(
-    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    variables = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.port}",
-        "OTEL_TRACES_EXPORTER": "none",
-    }
-
-    _export_one_span(monkeypatch, variables)
-
-    assert otlp_receiver.requests == []
+    warnings = [record for record in logs.records if record.levelno >= WARNING]
+    assert [record.getMessage() for record in warnings] == ([warning] if warning else [])
+    assert [record.protocol for record in warnings] == ([value] if warning else [])
 
 
 def test_exit_writes_pending_repeat_counts() -> None:

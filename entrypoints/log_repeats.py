@@ -4,7 +4,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
 from adapters.observability import metrics
@@ -40,6 +40,10 @@ class RepeatedRecordFilter(logging.Filter):
     window with repeats carries `repeated`, the number left out. `flush` hands a
     summary record with `repeated` to `emit` for every key whose count is still
     pending, and so does the eviction of a key when more than `max_keys` keys are held.
+
+    A summary is written later, outside the context of the record it copies, so
+    `context_fields` is called when that record is left out, and the fields it returns
+    are kept on the summary, unless the record already has them.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class RepeatedRecordFilter(logging.Filter):
         max_keys: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         level: int = logging.WARNING,
+        context_fields: Callable[[], Mapping[str, object]] = dict,
     ) -> None:
         super().__init__()
         if window_seconds <= 0:
@@ -60,6 +65,7 @@ class RepeatedRecordFilter(logging.Filter):
         self._max_keys = max_keys
         self._clock = clock
         self._level = level
+        self._context_fields = context_fields
         # Least recently seen key first, so eviction drops the key idle the longest.
         self._windows: OrderedDict[Hashable, _Window] = OrderedDict()
         # Records are logged from several threads, such as the span exporter's.
@@ -75,7 +81,7 @@ class RepeatedRecordFilter(logging.Filter):
             if window is not None and now < window.ends_at:
                 window.suppressed += 1
                 if window.summary is None:
-                    window.summary = _summary_copy(record)
+                    window.summary = _summary_copy(record, self._context_fields())
                 passed = False
             else:
                 if window is not None and window.suppressed:
@@ -136,9 +142,9 @@ def _event_label(record: logging.LogRecord) -> str:
     return str(event)[:MAX_EVENT_LABEL_LENGTH]
 
 
-def _summary_copy(record: logging.LogRecord) -> logging.LogRecord:
+def _summary_copy(record: logging.LogRecord, context: Mapping[str, object]) -> logging.LogRecord:
     # Without the traceback, so a held summary keeps no stack frames alive.
-    summary = logging.makeLogRecord(vars(record))
+    summary = logging.makeLogRecord({**context, **vars(record)})
     summary.exc_info = None
     summary.exc_text = None
     summary.stack_info = None

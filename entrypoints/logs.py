@@ -41,12 +41,20 @@ def _add_trace_ids(
     return event_dict
 
 
+def _context_fields() -> dict[str, object]:
+    """Return the fields that the formatter would add from the current context now."""
+    fields = structlog.contextvars.get_contextvars()
+    return dict(_add_trace_ids(None, "", fields))
+
+
 class _StandardErrorHandler(logging.StreamHandler[TextIO]):
     """Writes to standard error, leaving out repeated warnings as `repeats` decides."""
 
     def __init__(self, repeat_window_seconds: float) -> None:
         super().__init__(sys.stderr)
-        self.repeats = RepeatedRecordFilter(self.handle, window_seconds=repeat_window_seconds)
+        self.repeats = RepeatedRecordFilter(
+            self.handle, window_seconds=repeat_window_seconds, context_fields=_context_fields
+        )
         self.addFilter(self.repeats)
 
     def close(self) -> None:

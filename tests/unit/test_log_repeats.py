@@ -222,3 +222,18 @@ def test_structlog_event_dicts_are_repeats(repeats: RepeatedRecordFilter) -> Non
 def test_invalid_limits_are_rejected(window_seconds: float, max_keys: int) -> None:
     with pytest.raises(ValueError, match="invalid"):
         RepeatedRecordFilter(Emitted(), window_seconds=window_seconds, max_keys=max_keys)
+
+
+def test_summary_keeps_context_fields(clock: ManualClock, emitted: Emitted) -> None:
+    context = {"topic": "Verification", "error": "from the context"}
+    repeats = RepeatedRecordFilter(
+        emitted, window_seconds=WINDOW_SECONDS, clock=clock, context_fields=lambda: context
+    )
+    for _ in range(2):
+        repeats.filter(_record(error="TimeoutError()"))
+
+    repeats.flush()
+
+    [summary] = emitted.records
+    assert summary.topic == "Verification"
+    assert summary.error == "TimeoutError()"

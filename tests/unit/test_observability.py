@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -251,3 +252,28 @@ def test_json_log_counts_repeated_warnings() -> None:
     assert sample("verification_log_events_suppressed_total", event="store_unavailable") == (
         before + 3
     )
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_json_repeat_summary_keeps_context(spans: InMemorySpanExporter) -> None:
+    handler, stream = _json_log_lines(repeat_window_seconds=60.0)
+    logger = logging.getLogger("tests.repeats.context")
+    tracer = trace.get_tracer(__name__)
+
+    structlog.contextvars.bind_contextvars(topic="Verification", offset=41)
+    try:
+        with tracer.start_as_current_span("handle") as span:
+            for _ in range(3):
+                logger.warning("store_unavailable", extra={"error": "TimeoutError()"})
+    finally:
+        structlog.contextvars.unbind_contextvars("topic", "offset")
+    handler.close()
+
+    first, summary = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert "repeated" not in first
+    assert summary["repeated"] == 2
+    assert summary["topic"] == "Verification"
+    assert summary["offset"] == 41
+    assert summary["trace_id"] == trace.format_trace_id(context.trace_id)
+    assert summary["span_id"] == trace.format_span_id(context.span_id)

@@ -2,10 +2,12 @@
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 from opentelemetry import trace
+
+from entrypoints.log_repeats import RepeatedRecordFilter
 
 # Attributes every stdlib LogRecord has; anything else on a record came from `extra=`.
 # uvicorn adds `color_message`, a copy of the message with terminal colour codes.
@@ -39,10 +41,39 @@ def _add_trace_ids(
     return event_dict
 
 
+def _context_fields() -> dict[str, object]:
+    """Return the fields that the formatter would add from the current context now."""
+    fields = structlog.contextvars.get_contextvars()
+    return dict(_add_trace_ids(None, "", fields))
+
+
+class _StandardErrorHandler(logging.StreamHandler[TextIO]):
+    """Writes to standard error, leaving out repeated warnings as `repeats` decides."""
+
+    def __init__(self, repeat_window_seconds: float) -> None:
+        super().__init__(sys.stderr)
+        self.repeats = RepeatedRecordFilter(
+            self.handle, window_seconds=repeat_window_seconds, context_fields=_context_fields
+        )
+        self.addFilter(self.repeats)
+
+    def close(self) -> None:
+        # logging.shutdown closes every handler when the process exits, so the counts of
+        # repeats that no later record carried are written then.
+        self.repeats.flush()
+        super().close()
+
+
 def configure_logging(
-    level: str = "INFO", log_format: Literal["auto", "json", "console"] = "auto"
+    level: str = "INFO",
+    log_format: Literal["auto", "json", "console"] = "auto",
+    repeat_window_seconds: float = 10.0,
 ) -> None:
-    """Route stdlib and structlog records through one renderer on standard error."""
+    """Route stdlib and structlog records through one renderer on standard error.
+
+    A warning or error that repeats within `repeat_window_seconds` is written once, and
+    the next one after the window carries `repeated`, the number left out.
+    """
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -69,7 +100,7 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StandardErrorHandler(repeat_window_seconds)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,6 +1,5 @@
 """Sets up the OpenTelemetry tracer provider from the SDK's standard OTEL_* variables."""
 
-import importlib
 import logging
 from collections.abc import Mapping
 
@@ -12,7 +11,11 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 logger = logging.getLogger(__name__)
 
-OTLP_EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+# The path that OTLP/HTTP receivers serve traces on. It is appended to the base endpoint,
+# as the SDK's exporter does with OTEL_EXPORTER_OTLP_ENDPOINT.
+OTLP_TRACES_PATH = "/v1/traces"
+# The only OTLP protocol of the installed exporter, because gRPC needs another package.
+OTLP_PROTOCOL = "http/protobuf"
 
 
 def configure_tracing(environ: Mapping[str, str], service_name: str) -> TracerProvider:
@@ -25,11 +28,10 @@ def configure_tracing(environ: Mapping[str, str], service_name: str) -> TracerPr
 def build_tracer_provider(environ: Mapping[str, str], service_name: str) -> TracerProvider:
     """Return a tracer provider whose exporter the OTEL_* variables in `environ` pick.
 
-    `OTEL_TRACES_EXPORTER=console` prints spans on standard output. OTLP is used only
-    when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its traces variant) is set and the
-    `opentelemetry-exporter-otlp-proto-http` package is installed; the exporter reads
-    the endpoint itself. Without either, spans exist for log correlation only and are
-    not recorded, unlike the SDK's default, which would send OTLP to localhost:4318.
+    `OTEL_TRACES_EXPORTER=console` prints spans on standard output. OTLP over HTTP is
+    used when `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is
+    set. Without either, spans exist for log correlation only and are not recorded,
+    unlike the SDK's default, which would send OTLP to localhost:4318.
     """
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; this name
     # is used when neither sets one.
@@ -46,33 +48,18 @@ def build_tracer_provider(environ: Mapping[str, str], service_name: str) -> Trac
 
 
 def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
-    names = {
-        name.strip()
-        for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")
-        if name.strip() and name.strip() != "none"
+    requested = {
+        name.strip() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()
     }
-    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
+    if requested == {"none"}:
+        return None
+    names = requested - {"none"}
+    endpoint = _otlp_traces_endpoint(environ)
     if "console" in names:
         logger.info("tracing_configured", extra={"exporter": "console"})
         return ConsoleSpanExporter()
     if endpoint and names <= {"otlp"}:
-        try:
-            module = importlib.import_module(OTLP_EXPORTER_MODULE)
-        except ImportError:
-            logger.warning(
-                "tracing_exporter_missing",
-                extra={
-                    "endpoint": endpoint,
-                    "fix": "pip install opentelemetry-exporter-otlp-proto-http, "
-                    "or unset OTEL_EXPORTER_OTLP_ENDPOINT",
-                },
-            )
-            return None
-        logger.info("tracing_configured", extra={"exporter": "otlp", "endpoint": endpoint})
-        exporter: SpanExporter = module.OTLPSpanExporter()
-        return exporter
+        return _otlp_exporter(environ, endpoint)
     if names:
         logger.warning(
             "tracing_exporter_unsupported",
@@ -82,4 +69,39 @@ def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
             },
         )
+    return None
+
+
+def _otlp_exporter(environ: Mapping[str, str], endpoint: str) -> SpanExporter | None:
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", OTLP_PROTOCOL
+    )
+    if protocol != OTLP_PROTOCOL:
+        logger.warning(
+            "tracing_protocol_unsupported",
+            extra={
+                "protocol": protocol,
+                "endpoint": endpoint,
+                "fix": f"set OTEL_EXPORTER_OTLP_PROTOCOL={OTLP_PROTOCOL} and point the "
+                "endpoint at the collector's OTLP/HTTP port, usually 4318",
+            },
+        )
+        return None
+    # Imported here because the exporter loads protobuf and requests, which a process
+    # that exports nothing does not need.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    logger.info("tracing_configured", extra={"exporter": "otlp", "endpoint": endpoint})
+    # The endpoint comes from `environ`. The exporter reads its other settings
+    # (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE) from
+    # os.environ itself.
+    return OTLPSpanExporter(endpoint=endpoint)
+
+
+def _otlp_traces_endpoint(environ: Mapping[str, str]) -> str | None:
+    """Return the URL that OTLP traces go to: the traces variable as it is, else base + path."""
+    if traces_endpoint := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return traces_endpoint
+    if base_endpoint := environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return base_endpoint.rstrip("/") + OTLP_TRACES_PATH
     return None

@@ -4,9 +4,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
 from devtools.tansu import TansuBroker
+from tests.support.tracing import span_exporter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -23,6 +25,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 def unique() -> str:
     """A short random suffix for topic names, groups and key prefixes of one test."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The process's in-memory span exporter, emptied before and after the test."""
+    exporter = span_exporter()
+    exporter.clear()
+    yield exporter
+    exporter.clear()
 
 
 @pytest.fixture

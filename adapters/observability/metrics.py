@@ -84,6 +84,13 @@ TIME_TO_DELIVERED = Histogram(
     buckets=(1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
     registry=REGISTRY,
 )
+LOG_EVENTS_SUPPRESSED = Counter(
+    "verification_log_events_suppressed",
+    "Warning and error log records left out as repeats of an identical record within the "
+    "repeat window, by event (the record's message template).",
+    ["event"],
+    registry=REGISTRY,
+)
 
 
 def render_metrics() -> tuple[bytes, str]:

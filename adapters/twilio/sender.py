@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from twilio.base.exceptions import TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 STATUS_CALLBACK_PATH = "/twilio/status"
+# Only the W3C Trace Context propagator, because baggage could put any text in the URL.
+_propagator = TraceContextTextMapPropagator()
 # A call that timed out or broke after the request left may still have created the
 # message. Its retry waits this long first, so the lookup before a resend is more
 # likely to see the message in Twilio's list.
@@ -229,7 +232,15 @@ class TwilioMessageSender:
             return None
         # The id in the URL lets the webhook find the verification even when the
         # callback overtakes the response that carries the message SID.
-        return f"{self._callback_base}?{urlencode({'verification_id': verification_id})}"
+        query = {"verification_id": verification_id}
+        # The current span's `traceparent` lets the webhook link each callback to this
+        # send's trace. Twilio signs the whole URL, so the value arrives authenticated.
+        # The propagator writes nothing when there is no valid current span.
+        carrier: dict[str, str] = {}
+        _propagator.inject(carrier)
+        if "traceparent" in carrier:
+            query["traceparent"] = carrier["traceparent"]
+        return f"{self._callback_base}?{urlencode(query)}"
 
 
 def _known_status(raw: object) -> DeliveryStatus:

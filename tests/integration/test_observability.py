@@ -1,18 +1,28 @@
 """Metrics, readiness and traces over real HTTP, Redis and the Twilio emulator."""
 
 import asyncio
+import gzip
 import json
+import os
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from logging import WARNING
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 from dependency_injector import providers
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from twilio.request_validator import RequestValidator
 
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.memory.dead_letters import RecordingDeadLetterSink
@@ -21,8 +31,10 @@ from adapters.observability.health import redis_ping
 from devtools.ports import free_port
 from entrypoints.container import Container, resolved
 from entrypoints.metrics_server import MetricsServer
+from entrypoints.tracing import configure_tracing
 from entrypoints.webhook import build_server
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER, make_settings
+from tests.support.log_watcher import watching
 from tests.support.servers import serving
 from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, span_exporter, trace_hex
 from twilio_emulator.config import EmulatorConfig
@@ -75,23 +87,74 @@ def own_redis() -> Iterator[OwnRedis]:
     server.stop()
 
 
+@dataclass(frozen=True)
+class OtlpRequest:
+    path: str
+    content_type: str
+    body: bytes
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on a free loopback port that stores every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[OtlpRequest] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                received.append(OtlpRequest(self.path, self.headers.get("Content-Type", ""), body))
+                # An empty ExportTraceServiceResponse, which accepts every span.
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "OtlpReceiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+def _emulator_config(callback_statuses: tuple[str, ...]) -> EmulatorConfig:
+    return EmulatorConfig(
+        account_sid=TEST_ACCOUNT_SID,
+        auth_token=TEST_AUTH_TOKEN,
+        whatsapp_sender=TEST_SENDER,
+        default_callback_statuses=callback_statuses,
+    )
 
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(
-        account_sid=TEST_ACCOUNT_SID,
-        auth_token=TEST_AUTH_TOKEN,
-        whatsapp_sender=TEST_SENDER,
-        default_callback_statuses=(),
-    )
-    async with running_emulator(config) as running:
+    async with running_emulator(_emulator_config(())) as running:
+        yield running
+
+
+@pytest.fixture
+async def calling_emulator() -> AsyncIterator[RunningEmulator]:
+    """An emulator that posts `sent` and `delivered` callbacks for every message."""
+    async with running_emulator(_emulator_config(("sent", "delivered"))) as running:
         yield running
 
 
@@ -124,12 +187,15 @@ async def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return _samples(response.text)
 
 
-def _real_container(redis_port: int, prefix: str, emulator: RunningEmulator) -> Container:
+def _real_container(
+    redis_port: int, prefix: str, emulator: RunningEmulator, **settings_overrides: object
+) -> Container:
     settings = make_settings(
         REDIS_CONNECTION=f"127.0.0.1:{redis_port}",
         REDIS_KEY_PREFIX=prefix,
         TWILIO_API_BASE_URL=emulator.base_url,
         TWILIO_MAX_MPS=0,
+        **settings_overrides,
     )
     container = Container(settings=providers.Object(settings))
     container.notifier.override(providers.Object(RecordingNotifier()))
@@ -167,6 +233,196 @@ async def test_traceparent_reaches_twilio_and_redis_spans(
     values = attribute_values(finished)
     assert not [value for value in values if code in value]
     assert not [value for value in values if "991234567" in value]
+
+
+async def test_status_callback_span_links_to_send(
+    calling_emulator: RunningEmulator, spans: InMemorySpanExporter, unique: str
+) -> None:
+    port = free_port()
+    worker = _real_container(
+        6379,
+        f"otel-link-{unique}",
+        calling_emulator,
+        WEBHOOK_PORT=port,
+        WEBHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
+    handler = await resolved(worker.request_handler())
+    value = json.dumps({"Id": f"user-{unique}", "Phone": PHONE}).encode()
+    message = ConsumedMessage(
+        "Verification", 0, 5, None, value, (("traceparent", TRACEPARENT.encode()),)
+    )
+    try:
+        async with serving(build_server(worker.settings())):
+            await handler(message)
+            [sent] = calling_emulator.state.messages.values()
+            await calling_emulator.state.wait_for(
+                lambda state: len([a for a in sent.callbacks if a.http_status]) == 2, 10.0
+            )
+    finally:
+        await resolved(worker.shutdown_resources())
+
+    assert [attempt.http_status for attempt in sent.callbacks] == [204, 204]
+    assert parse_qs(urlsplit(sent.callbacks[0].url).query)["traceparent"]
+    finished = spans.get_finished_spans()
+    [consumer] = [span for span in finished if span.kind is trace.SpanKind.CONSUMER]
+    assert consumer.context is not None
+    callback_spans = [span for span in finished if span.kind is trace.SpanKind.SERVER]
+    assert len(callback_spans) == 2
+    for callback in callback_spans:
+        assert callback.name == "POST /twilio/status"
+        assert callback.parent is None
+        assert trace_hex(callback) != TRACE_ID
+        assert callback.attributes is not None
+        assert callback.attributes["http.request.method"] == "POST"
+        assert callback.attributes["http.route"] == "/twilio/status"
+        assert callback.attributes["url.path"] == "/twilio/status"
+        assert callback.attributes["http.response.status_code"] == 204
+        assert callback.attributes["verification.id"] == f"user-{unique}"
+        [link] = callback.links
+        assert trace.format_trace_id(link.context.trace_id) == TRACE_ID
+        # The span current at the send, whose context the callback URL carries.
+        assert link.context.span_id == consumer.context.span_id
+        assert callback.context is not None
+        children = [
+            span
+            for span in finished
+            if span.parent is not None and span.parent.span_id == callback.context.span_id
+        ]
+        assert [s for s in children if (s.attributes or {}).get("db.system.name") == "redis"]
+        assert {trace_hex(span) for span in children} == {trace_hex(callback)}
+
+    code = sent.body.rsplit(" ", 1)[-1]
+    secrets = [code, "991234567", TEST_AUTH_TOKEN, *(a.signature for a in sent.callbacks)]
+    values = attribute_values(finished)
+    for secret in secrets:
+        assert not [value for value in values if secret in value]
+
+
+async def test_callback_span_records_store_outage(spans: InMemorySpanExporter) -> None:
+    port = free_port()
+    settings = make_settings(
+        REDIS_CONNECTION=f"127.0.0.1:{free_port()}",
+        WEBHOOK_PORT=port,
+        WEBHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
+    query = urlencode({"verification_id": "user-1", "traceparent": TRACEPARENT})
+    url = f"http://127.0.0.1:{port}/twilio/status?{query}"
+    fields = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"}
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, fields)
+
+    async with serving(build_server(settings)), httpx.AsyncClient(timeout=10.0) as client:
+        response = await client.post(
+            url,
+            content=urlencode(fields),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+
+    assert response.status_code == 503
+    [callback] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
+    assert callback.status.status_code is trace.StatusCode.ERROR
+    assert callback.attributes is not None
+    assert callback.attributes["http.response.status_code"] == 503
+    assert callback.attributes["error.type"] == "503"
+    [link] = callback.links
+    assert trace.format_trace_id(link.context.trace_id) == TRACE_ID
+
+
+def _export_one_span(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    """Configure tracing from `variables` alone, end one span and flush the exporter."""
+    # OpenTelemetry sets the global provider once, so the in-memory one stays global and
+    # configure_tracing's provider is used only through the handle it returns.
+    span_exporter()
+    global_provider = trace.get_tracer_provider()
+    for name in [n for n in os.environ if n.startswith("OTEL_") or n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "*")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    provider = configure_tracing(os.environ, "verification-otlp-test")
+    try:
+        with provider.get_tracer(__name__).start_as_current_span("otlp check"):
+            pass
+        assert provider.force_flush(timeout_millis=10_000)
+    finally:
+        provider.shutdown()
+    assert trace.get_tracer_provider() is global_provider
+
+
+def test_otlp_endpoint_receives_spans(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{otlp_receiver.port}/"
+
+    _export_one_span(monkeypatch, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+
+    [request] = otlp_receiver.requests
+    assert request.path == "/v1/traces"
+    assert request.content_type == "application/x-protobuf"
+    exported = ExportTraceServiceRequest.FromString(request.body)
+    [resource_spans] = exported.resource_spans
+    resource = {item.key: item.value.string_value for item in resource_spans.resource.attributes}
+    assert resource["service.name"] == "verification-otlp-test"
+    names = [span.name for scope in resource_spans.scope_spans for span in scope.spans]
+    assert names == ["otlp check"]
+
+
+def test_otlp_traces_endpoint_is_used_unchanged(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{otlp_receiver.port}/collector/traces"
+
+    _export_one_span(monkeypatch, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint})
+
+    assert [request.path for request in otlp_receiver.requests] == ["/collector/traces"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "warning"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "tracing_protocol_unsupported"),
+        ("OTEL_TRACES_EXPORTER", "none", None),
+    ],
+)
+def test_otlp_endpoint_unused_when_turned_off(
+    otlp_receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    warning: str | None,
+) -> None:
+    endpoint = f"http://127.0.0.1:{otlp_receiver.port}"
+
+    with watching("entrypoints.tracing") as logs:
+        _export_one_span(monkeypatch, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, variable: value})
+
+    assert otlp_receiver.requests == []
+    warnings = [record for record in logs.records if record.levelno >= WARNING]
+    assert [record.getMessage() for record in warnings] == ([warning] if warning else [])
+    assert [record.protocol for record in warnings] == ([value] if warning else [])
+
+
+def test_exit_writes_pending_repeat_counts() -> None:
+    program = """
+import logging
+from entrypoints.logs import configure_logging
+
+configure_logging("INFO", "json")
+logger = logging.getLogger("repeats")
+for attempt in range(3):
+    logger.warning("store_unavailable", extra={"error": "TimeoutError()", "attempt": attempt})
+"""
+    finished = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    lines = [json.loads(line) for line in finished.stderr.splitlines()]
+    assert [line["event"] for line in lines] == ["store_unavailable", "store_unavailable"]
+    assert [line.get("repeated") for line in lines] == [None, 2]
+    assert [line["attempt"] for line in lines] == [0, 1]
 
 
 async def test_worker_metrics_endpoint_reports_known_counts(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from opentelemetry import trace
 
 from adapters.twilio.sender import TwilioMessageSender
 from application.errors import MessageRejected, ProviderUnavailable
@@ -13,6 +14,7 @@ from application.ports import OutgoingMessage
 from domain.delivery import DeliveryStatus
 from domain.phone import PhoneNumber
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER
+from tests.support.tracing import span_exporter
 from twilio_emulator.config import EmulatorConfig
 from twilio_emulator.server import RunningEmulator, running_emulator
 from twilio_emulator.state import RecipientScript, ScriptedError
@@ -78,6 +80,24 @@ async def test_send_asks_for_callbacks_with_verification_id(emulator: RunningEmu
     parts = urlsplit(callback)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{CALLBACK_BASE}/twilio/status"
     assert parse_qs(parts.query) == {"verification_id": ["user-7"]}
+
+
+async def test_send_in_span_adds_its_traceparent(emulator: RunningEmulator) -> None:
+    span_exporter()
+    tracer = trace.get_tracer(__name__)
+
+    with tracer.start_as_current_span("handle request") as span:
+        sid = await _send(_sender(emulator), verification_id="user-7")
+
+    callback = emulator.state.messages[sid].status_callback
+    assert callback is not None
+    query = parse_qs(urlsplit(callback).query)
+    assert query["verification_id"] == ["user-7"]
+    context = span.get_span_context()
+    trace_id = trace.format_trace_id(context.trace_id)
+    span_id = trace.format_span_id(context.span_id)
+    flags = f"{context.trace_flags:02x}"
+    assert query["traceparent"] == [f"00-{trace_id}-{span_id}-{flags}"]
 
 
 async def test_sid_has_twilio_message_format(emulator: RunningEmulator) -> None:

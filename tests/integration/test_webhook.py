@@ -6,6 +6,9 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from twilio.request_validator import RequestValidator
 
 from adapters.memory.store import InMemoryVerificationStore
@@ -15,6 +18,7 @@ from domain.delivery import DeliveryStatus
 from domain.events import DeliveryStatusChanged
 from tests.settings import TEST_AUTH_TOKEN
 from tests.support.fake_app import fake_app
+from tests.support.tracing import TRACE_ID, TRACEPARENT
 
 PUBLIC_URL = "https://verify.example.test"
 
@@ -39,6 +43,11 @@ async def webhook() -> AsyncIterator[Webhook]:
         yield Webhook(app.client, app.store, app.notifier, stored.message_sid)
 
 
+def _callback_span(spans: InMemorySpanExporter) -> ReadableSpan:
+    [span] = [span for span in spans.get_finished_spans() if span.kind is trace.SpanKind.SERVER]
+    return span
+
+
 def _callback(sid: str, status: str, **extra: str) -> dict[str, str]:
     fields = {
         "MessageSid": sid,
@@ -56,17 +65,26 @@ def _callback(sid: str, status: str, **extra: str) -> dict[str, str]:
 
 
 async def _post_signed(
-    webhook: Webhook, fields: dict[str, str], path: str = "/twilio/status", query: str = ""
+    webhook: Webhook,
+    fields: dict[str, str],
+    path: str = "/twilio/status",
+    query: str = "",
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    url = f"{PUBLIC_URL}{path}" + (f"?{query}" if query else "")
-    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, fields)
+    target = path + (f"?{query}" if query else "")
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(PUBLIC_URL + target, fields)
+    return await _post_form(
+        webhook, target, fields, {"X-Twilio-Signature": signature, **(headers or {})}
+    )
+
+
+async def _post_form(
+    webhook: Webhook, target: str, fields: dict[str, str], headers: dict[str, str]
+) -> httpx.Response:
     return await webhook.client.post(
-        path + (f"?{query}" if query else ""),
+        target,
         content=urlencode(fields),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature,
-        },
+        headers={"Content-Type": "application/x-www-form-urlencoded", **headers},
     )
 
 
@@ -218,3 +236,119 @@ async def test_healthz_answers_ok(webhook: Webhook) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+async def test_callback_span_links_signed_traceparent(
+    webhook: Webhook, spans: InMemorySpanExporter
+) -> None:
+    query = urlencode({"verification_id": "user-1", "traceparent": TRACEPARENT})
+
+    response = await _post_signed(webhook, _callback(webhook.message_sid, "sent"), query=query)
+
+    assert response.status_code == 204
+    span = _callback_span(spans)
+    assert span.name == "POST /twilio/status"
+    assert span.attributes is not None
+    assert span.attributes["url.path"] == "/twilio/status"
+    assert span.attributes["http.response.status_code"] == 204
+    [link] = span.links
+    assert trace.format_trace_id(link.context.trace_id) == TRACE_ID
+    assert trace.format_span_id(link.context.span_id) == TRACEPARENT.split("-")[2]
+    assert link.context.is_remote
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "garbage",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        f"00-{TRACE_ID}-0000000000000000-01",
+        f"ff-{TRACE_ID}-b7ad6b7169203331-01",
+        f"00-{TRACE_ID}-b7ad6b7169203331",
+        "",
+    ],
+)
+async def test_malformed_traceparent_is_ignored(
+    webhook: Webhook, spans: InMemorySpanExporter, traceparent: str
+) -> None:
+    query = urlencode({"verification_id": "user-1", "traceparent": traceparent})
+
+    response = await _post_signed(webhook, _callback(webhook.message_sid, "sent"), query=query)
+
+    assert response.status_code == 204
+    assert await _status(webhook) is DeliveryStatus.SENT
+    assert _callback_span(spans).links == ()
+
+
+async def test_repeated_traceparent_is_ignored(
+    webhook: Webhook, spans: InMemorySpanExporter
+) -> None:
+    query = urlencode(
+        [("verification_id", "user-1"), ("traceparent", TRACEPARENT), ("traceparent", TRACEPARENT)]
+    )
+
+    response = await _post_signed(webhook, _callback(webhook.message_sid, "sent"), query=query)
+
+    assert response.status_code == 204
+    assert _callback_span(spans).links == ()
+
+
+async def test_changed_traceparent_after_signing_is_forbidden(
+    webhook: Webhook, spans: InMemorySpanExporter
+) -> None:
+    fields = _callback(webhook.message_sid, "read")
+    signed_query = urlencode({"verification_id": "user-1", "traceparent": TRACEPARENT})
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(
+        f"{PUBLIC_URL}/twilio/status?{signed_query}", fields
+    )
+    other_parent = f"00-{'1' * 32}-{'2' * 16}-01"
+    sent_query = urlencode({"verification_id": "user-1", "traceparent": other_parent})
+
+    response = await _post_form(
+        webhook, f"/twilio/status?{sent_query}", fields, {"X-Twilio-Signature": signature}
+    )
+
+    assert response.status_code == 403
+    assert await _status(webhook) is DeliveryStatus.QUEUED
+    span = _callback_span(spans)
+    assert span.links == ()
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 403
+
+
+async def test_traceparent_header_parents_callback_span(
+    webhook: Webhook, spans: InMemorySpanExporter
+) -> None:
+    response = await _post_signed(
+        webhook, _callback(webhook.message_sid, "sent"), headers={"traceparent": TRACEPARENT}
+    )
+
+    assert response.status_code == 204
+    span = _callback_span(spans)
+    assert span.parent is not None
+    assert trace.format_trace_id(span.parent.trace_id) == TRACE_ID
+    assert trace.format_span_id(span.parent.span_id) == TRACEPARENT.split("-")[2]
+
+
+async def test_legacy_root_callback_span_route(
+    webhook: Webhook, spans: InMemorySpanExporter
+) -> None:
+    response = await _post_signed(webhook, _callback(webhook.message_sid, "sent"), path="/")
+
+    assert response.status_code == 204
+    span = _callback_span(spans)
+    assert span.name == "POST /"
+    assert span.attributes is not None
+    assert span.attributes["http.route"] == "/"
+    assert span.attributes["url.path"] == "/"
+    assert span.links == ()
+    assert span.context is not None
+    store_spans = [
+        child
+        for child in spans.get_finished_spans()
+        if child.parent is not None and child.parent.span_id == span.context.span_id
+    ]
+    assert {child.name for child in store_spans} >= {
+        "VerificationStore.find_id_by_message_sid",
+        "VerificationStore.update",
+    }

@@ -1,24 +1,12 @@
 """child_span: a span under the current one, skipped inside a trace that is not recorded."""
 
-from collections.abc import Iterator
-
-import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.observability.spans import child_span
-from tests.support.tracing import span_exporter
 
 tracer = trace.get_tracer(__name__)
 ATTRIBUTES = {"db.system.name": "redis"}
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 def test_child_of_recorded_span_is_recorded(spans: InMemorySpanExporter) -> None:

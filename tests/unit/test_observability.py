@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -14,19 +15,11 @@ from adapters.observability.metrics import REGISTRY
 from application.errors import MessageRejected, ProviderUnavailable
 from application.record_delivery_status import DeliveryReport
 from entrypoints.logs import configure_logging
-from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, span_exporter, trace_hex
+from tests.support.tracing import TRACE_ID, TRACEPARENT, attribute_values, trace_hex
 from tests.unit.conftest import CODE, Fakes
 
 PHONE = "+593991234567"
 REQUEST = json.dumps({"Id": "user-1", "Phone": PHONE}).encode()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 def sample(name: str, **labels: str) -> float:
@@ -204,14 +197,19 @@ def restored_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.mark.usefixtures("restored_logging")
-def test_log_lines_in_span_carry_trace_ids(spans: InMemorySpanExporter) -> None:
-    configure_logging("INFO", "json")
-    root = logging.getLogger()
+def _json_log_lines(**options: float) -> tuple[logging.Handler, io.StringIO]:
+    """Configure JSON logging and return its handler, writing to the returned stream."""
+    configure_logging("INFO", "json", **options)
     stream = io.StringIO()
-    handler = root.handlers[0]
+    handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(stream)
+    return handler, stream
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_log_lines_in_span_carry_trace_ids(spans: InMemorySpanExporter) -> None:
+    _, stream = _json_log_lines()
     logger = logging.getLogger("tests.observability")
     tracer = trace.get_tracer(__name__)
 
@@ -225,3 +223,57 @@ def test_log_lines_in_span_carry_trace_ids(spans: InMemorySpanExporter) -> None:
     assert inside["span_id"] == trace.format_span_id(context.span_id)
     assert inside["verification_id"] == "user-1"
     assert "trace_id" not in outside
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_json_log_counts_repeated_warnings() -> None:
+    handler, stream = _json_log_lines(repeat_window_seconds=60.0)
+    logger = logging.getLogger("tests.repeats")
+    before = sample("verification_log_events_suppressed_total", event="store_unavailable")
+
+    for _ in range(4):
+        logger.warning("store_unavailable", extra={"error": "TimeoutError()"})
+    logger.warning("store_unavailable", extra={"error": "ConnectionError()"})
+    logger.info("callback_handled")
+    logger.info("callback_handled")
+    handler.close()
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line.get("error")) for line in lines] == [
+        ("store_unavailable", "TimeoutError()"),
+        ("store_unavailable", "ConnectionError()"),
+        ("callback_handled", None),
+        ("callback_handled", None),
+        ("store_unavailable", "TimeoutError()"),
+    ]
+    assert [line.get("repeated") for line in lines] == [None, None, None, None, 3]
+    assert lines[-1]["level"] == "warning"
+    assert lines[-1]["logger"] == "tests.repeats"
+    assert sample("verification_log_events_suppressed_total", event="store_unavailable") == (
+        before + 3
+    )
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_json_repeat_summary_keeps_context(spans: InMemorySpanExporter) -> None:
+    handler, stream = _json_log_lines(repeat_window_seconds=60.0)
+    logger = logging.getLogger("tests.repeats.context")
+    tracer = trace.get_tracer(__name__)
+
+    structlog.contextvars.bind_contextvars(topic="Verification", offset=41)
+    try:
+        with tracer.start_as_current_span("handle") as span:
+            for _ in range(3):
+                logger.warning("store_unavailable", extra={"error": "TimeoutError()"})
+    finally:
+        structlog.contextvars.unbind_contextvars("topic", "offset")
+    handler.close()
+
+    first, summary = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert "repeated" not in first
+    assert summary["repeated"] == 2
+    assert summary["topic"] == "Verification"
+    assert summary["offset"] == 41
+    assert summary["trace_id"] == trace.format_trace_id(context.trace_id)
+    assert summary["span_id"] == trace.format_span_id(context.span_id)

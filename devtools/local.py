@@ -156,7 +156,13 @@ def check_ports_free() -> None:
 async def run_services(children: Children, broker: TansuBroker) -> None:
     await create_topic(broker.bootstrap_servers)
     say(f"broker on {broker.bootstrap_servers}, topic {TOPIC}, {TOPIC_PARTITIONS} partitions")
-    environment = {**os.environ, **LOCAL_ENVIRONMENT, "KAFKA_SERVER": broker.bootstrap_servers}
+    environment = {
+        # Spans go to each process's log unless the caller chose an exporter.
+        "OTEL_TRACES_EXPORTER": "console",
+        **os.environ,
+        **LOCAL_ENVIRONMENT,
+        "KAFKA_SERVER": broker.bootstrap_servers,
+    }
     hub = await start_printing_hub(HUB_PORT, say)
     say(f"hub listening on ws://127.0.0.1:{HUB_PORT}")
     emulator_arguments = [

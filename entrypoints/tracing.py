@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
@@ -57,7 +57,7 @@ def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
     endpoint = _otlp_traces_endpoint(environ)
     if "console" in names:
         logger.info("tracing_configured", extra={"exporter": "console"})
-        return ConsoleSpanExporter()
+        return ConsoleSpanExporter(formatter=_one_line)
     if endpoint and names <= {"otlp"}:
         return _otlp_exporter(environ, endpoint)
     if names:
@@ -105,3 +105,8 @@ def _otlp_traces_endpoint(environ: Mapping[str, str]) -> str | None:
     if base_endpoint := environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return base_endpoint.rstrip("/") + OTLP_TRACES_PATH
     return None
+
+
+def _one_line(span: ReadableSpan) -> str:
+    # The SDK's default indents each span over about 40 lines.
+    return span.to_json(indent=None) + "\n"

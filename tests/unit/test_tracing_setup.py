@@ -1,6 +1,9 @@
 """Which spans the tracer provider records, as the OTEL_* variables choose."""
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from opentelemetry import trace
@@ -54,3 +57,22 @@ def test_console_exporter_records_spans() -> None:
     with provider.get_tracer(__name__).start_as_current_span("process") as span:
         assert span.is_recording()
     provider.shutdown()
+
+
+def test_console_exporter_prints_one_line_per_span() -> None:
+    # A child process, because the SDK's console exporter keeps the sys.stdout it was
+    # imported with, which pytest's capture does not see.
+    script = (
+        "from entrypoints.tracing import build_tracer_provider\n"
+        "provider = build_tracer_provider({'OTEL_TRACES_EXPORTER': 'console'}, 'worker')\n"
+        "with provider.get_tracer('test').start_as_current_span('process Verification'):\n"
+        "    pass\n"
+        "provider.shutdown()\n"
+    )
+
+    printed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    (line,) = printed.stdout.splitlines()
+    assert json.loads(line)["name"] == "process Verification"

@@ -214,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser.add_argument(
+        "--worker-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add or override a setting of the worker in both runs, such as "
+        "OTEL_TRACES_EXPORTER=console; may be given more than once",
+    )
+    parser.add_argument(
         "--keep-logs",
         action="store_true",
         help="keep the directory with the logs of the child processes and print its path",
@@ -241,6 +249,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"invalid --publish-rate {arguments.publish_rate}: use 0 or more")
     if arguments.timeout_seconds <= 0:
         parser.error(f"invalid --timeout-seconds {arguments.timeout_seconds}: use more than 0")
+    for setting in arguments.worker_setting:
+        name, equals, _ = setting.partition("=")
+        if not equals or not name.strip():
+            parser.error(f"invalid --worker-setting {setting!r}: use NAME=VALUE")
     return arguments
 
 
@@ -715,6 +727,10 @@ async def run_once(stack: Stack, label: str, max_in_flight: int, count: int) -> 
     arguments = stack.arguments
     run_id = f"{label}-{uuid.uuid4().hex[:8]}"
     environment = worker_environment(stack, run_id, max_in_flight)
+    environment.update(
+        (name.strip(), value)
+        for name, _, value in (setting.partition("=") for setting in arguments.worker_setting)
+    )
     topic, key_prefix = environment["KAFKA_TOPIC"], environment["REDIS_KEY_PREFIX"]
     await create_topic(stack.broker.bootstrap_servers, topic, arguments.partitions)
 

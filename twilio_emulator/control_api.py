@@ -5,13 +5,17 @@ Endpoints:
 - `PUT /_emulator/recipients/{to}` scripts every later message to `to` (given with or
   without the `whatsapp:` prefix). Body, every field optional:
   `{"callbacks": [{"status": "failed", "error_code": 63016, "omit_error_message": false}],
-    "error": {"code": 21610, "http_status": 400, "message": "...", "times": 1}}`.
+    "error": {"code": 21610, "http_status": 400, "message": "...", "times": 1},
+    "hold_response_ms": 0}`.
   `callbacks` replaces the default sent, delivered, read sequence, in order; an empty
   list sends none. `error` makes "create a Message" fail with that Twilio error:
   `http_status` defaults to the code's usual status, `message` to its title, and
   `times` (default: no limit) counts the create calls that fail before the callbacks
   script applies again, and `retry_after_seconds` adds a Retry-After header. Returns
-  the stored script.
+  the stored script. `hold_response_ms` (default 0, at most 600000) records each
+  created message at once but responds to the create call only after that many
+  milliseconds, as when Twilio accepted a message and its response is slow or lost.
+  Removing or changing the script ends the held calls at once.
 - `DELETE /_emulator/recipients/{to}` removes the script of `to`.
 - `GET /_emulator/messages[?to=...]` returns
   `{"messages": [message...], "rejections": [rejection...]}`, oldest first. A message
@@ -53,6 +57,9 @@ from twilio_emulator.state import (
     recipient_key,
 )
 
+# Ten minutes: longer than any client timeout worth testing.
+MAX_HOLD_RESPONSE_MS = 600_000
+
 
 class CallbackSpec(msgspec.Struct, forbid_unknown_fields=True):
     """One scripted status callback in a PUT /_emulator/recipients/{to} body."""
@@ -77,6 +84,7 @@ class RecipientScriptBody(msgspec.Struct, forbid_unknown_fields=True):
 
     callbacks: list[CallbackSpec] | None = None
     error: ErrorSpec | None = None
+    hold_response_ms: int = 0
 
 
 class SettingsBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -156,7 +164,12 @@ def render_script(to: str, script: RecipientScript) -> dict[str, Any]:
             "times": script.error.remaining,
             "retry_after_seconds": script.error.retry_after_seconds,
         }
-    return {"to": recipient_key(to), "callbacks": callbacks, "error": error}
+    return {
+        "to": recipient_key(to),
+        "callbacks": callbacks,
+        "error": error,
+        "hold_response_ms": script.hold_response_ms,
+    }
 
 
 def render_attempt(attempt: CallbackAttempt) -> dict[str, Any]:
@@ -221,7 +234,14 @@ async def put_recipient_script(
             to_scripted_callback(index, spec) for index, spec in enumerate(data.callbacks)
         )
     error = to_scripted_error(data.error) if data.error is not None else None
-    script = RecipientScript(callbacks=callbacks, error=error)
+    if not 0 <= data.hold_response_ms <= MAX_HOLD_RESPONSE_MS:
+        raise ValidationException(
+            f"invalid hold_response_ms {data.hold_response_ms}: expected 0 to "
+            f"{MAX_HOLD_RESPONSE_MS}"
+        )
+    script = RecipientScript(
+        callbacks=callbacks, error=error, hold_response_ms=data.hold_response_ms
+    )
     emulator_state.set_script(to, script)
     return render_script(to, script)
 

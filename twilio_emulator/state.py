@@ -82,6 +82,9 @@ class RecipientScript:
 
     callbacks: tuple[ScriptedCallback, ...] | None = None
     error: ScriptedError | None = None
+    # Milliseconds between recording a message and responding to the create call, as when
+    # Twilio has accepted a message but its response is slow or lost on the way.
+    hold_response_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -205,6 +208,11 @@ class EmulatorState:
             if error.remaining <= 0:
                 script.error = None
         return error
+
+    def response_hold_ms(self, to: str) -> int:
+        """Return how long the response to a created message to `to` is held back."""
+        script = self.scripts.get(recipient_key(to))
+        return script.hold_response_ms if script is not None else 0
 
     def callbacks_for(self, to: str) -> tuple[ScriptedCallback, ...]:
         """Return the status callbacks to send for a new message to `to`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 from typing import Any
@@ -133,6 +134,13 @@ async def create_message(
         mask_address(record.to),
         record.status_callback is not None,
     )
+    hold_ms = emulator_state.response_hold_ms(record.to)
+    if hold_ms:
+        # Removing or changing the recipient's script ends the hold early.
+        with contextlib.suppress(TimeoutError):
+            await emulator_state.wait_for(
+                lambda state: state.response_hold_ms(record.to) != hold_ms, hold_ms / 1000
+            )
     return Response(
         content=render_message(record),
         status_code=201,

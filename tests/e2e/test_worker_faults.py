@@ -7,14 +7,18 @@ the session's Tansu broker, the machine's Redis and an in-process Twilio emulato
 import asyncio
 import json
 import subprocess
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from redis.asyncio import Redis
 
-from devtools.ports import free_port, wait_for_port
+from devtools.ports import free_port, wait_for_port, wait_for_port_async
 from devtools.tansu import TansuBroker
 from tests.settings import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_SENDER
 from tests.support.processes import ServiceProcess
@@ -326,3 +330,122 @@ async def test_rebalance_during_slow_send_sends_once(
     assert set(sends.values()) == {1}
     assert (exit_a, exit_b) == (0, 0)
     assert "Traceback" not in worker_a.log()
+
+
+async def _record(redis_client: Redis, environment: dict[str, str], verification_id: str) -> Any:
+    raw = await redis_client.get(f"{environment['REDIS_KEY_PREFIX']}:{{{verification_id}}}")
+    return json.loads(raw) if raw is not None else None
+
+
+async def _with_message_sid(
+    redis_client: Redis, environment: dict[str, str], verification_id: str
+) -> Any:
+    """Wait until the stored record names its message, and return the record."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        record = await _record(redis_client, environment, verification_id)
+        if record is not None and record["message_sid"] is not None:
+            return record
+        assert time.monotonic() < deadline, f"{verification_id} never got its message SID"
+        await asyncio.sleep(0.5)
+
+
+async def _seconds_to_answer(url: str) -> float:
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(url)
+    assert response.status_code == 200
+    return time.monotonic() - started
+
+
+async def test_hanging_twilio_call_is_recovered(
+    broker: TansuBroker,
+    emulator: RunningEmulator,
+    unique: str,
+    tmp_path: Path,
+    redis_client: Redis,
+) -> None:
+    hung, normal = _requests("hang", 2)
+    # Twilio records the message, but its response does not arrive within the timeout.
+    emulator.state.set_script(hung["Phone"], RecipientScript(hold_response_ms=600_000))
+    metrics_port, webhook_port = free_port(), free_port()
+    environment = worker_environment(
+        broker,
+        emulator.base_url,
+        unique,
+        TWILIO_TIMEOUT_SECONDS=1,
+        METRICS_PORT=metrics_port,
+        WEBHOOK_PORT=webhook_port,
+    )
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 2)
+    worker = _worker(environment, tmp_path / "worker.log")
+    webhook = ServiceProcess("entrypoints.webhook", environment, tmp_path / "webhook.log")
+    webhook.start()
+    try:
+        await wait_for_port_async(webhook_port, WAIT_SECONDS)
+        await publish_requests(broker, topic, [hung], partitions=2)
+        await emulator.state.wait_for(lambda state: len(state.messages) == 1, WAIT_SECONDS)
+        # While the call hangs and then waits to be retried, both processes respond
+        # and the worker goes on with other requests.
+        answer_times = [
+            await _seconds_to_answer(f"http://127.0.0.1:{metrics_port}/healthz"),
+            await _seconds_to_answer(f"http://127.0.0.1:{webhook_port}/healthz"),
+        ]
+        await publish_requests(broker, topic, [normal], partitions=1)
+        await emulator.state.wait_for(lambda state: len(state.messages) == 2, 10)
+        hung_record_meanwhile = await _record(redis_client, environment, hung["Id"])
+        # The timed-out call is retried after 15 s and finds the message at Twilio.
+        record = await _with_message_sid(redis_client, environment, hung["Id"])
+    finally:
+        emulator.state.delete_script(hung["Phone"])
+        await asyncio.to_thread(webhook.stop)
+        exit_code = await asyncio.to_thread(worker.stop)
+
+    (hung_message,) = [
+        message for message in emulator.state.messages.values() if hung["Phone"] in message.to
+    ]
+    assert max(answer_times) < 1.0
+    assert hung_record_meanwhile["message_sid"] is None
+    assert record["message_sid"] == hung_message.sid
+    assert set(_sends_per_phone(emulator.state).values()) == {1}
+    assert "send_recovered" in worker.log()
+    assert "commit_failed_rebalance" not in worker.log()
+    assert exit_code == 0
+
+
+async def test_kill_9_after_accept_sends_once(
+    broker: TansuBroker,
+    emulator: RunningEmulator,
+    unique: str,
+    tmp_path: Path,
+    redis_client: Redis,
+) -> None:
+    (request,) = _requests("accepted", 1)
+    # Long enough to kill the worker after Twilio has the message, before its response.
+    emulator.state.set_script(request["Phone"], RecipientScript(hold_response_ms=3000))
+    environment = worker_environment(broker, emulator.base_url, unique, CLAIM_LEASE_SECONDS=3)
+    topic = environment["KAFKA_TOPIC"]
+    await create_topic(broker, topic, 1)
+    first = _worker(environment, tmp_path / "first.log")
+    try:
+        await publish_requests(broker, topic, [request])
+        await emulator.state.wait_for(lambda state: len(state.messages) == 1, WAIT_SECONDS)
+    finally:
+        first.kill()
+    before_restart = await _record(redis_client, environment, request["Id"])
+    emulator.state.delete_script(request["Phone"])
+
+    second = _worker(environment, tmp_path / "second.log")
+    try:
+        after_restart = await _with_message_sid(redis_client, environment, request["Id"])
+        await _settled(emulator.state, 1)
+    finally:
+        exit_code = await asyncio.to_thread(second.stop)
+
+    (message,) = emulator.state.messages.values()
+    assert before_restart["message_sid"] is None
+    assert after_restart["code_digest"] == before_restart["code_digest"]
+    assert after_restart["message_sid"] == message.sid
+    assert "send_recovered" in second.log()
+    assert exit_code == 0

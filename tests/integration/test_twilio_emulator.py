@@ -711,6 +711,26 @@ async def test_deleted_script_restores_default_outcome(
     assert message.status == "queued"
 
 
+async def test_held_response_records_message_before_answering(
+    emulator: RunningEmulator, twilio_client: Client, control: httpx.AsyncClient
+) -> None:
+    to = new_recipient()
+    script = await control.put(f"/_emulator/recipients/{to}", json={"hold_response_ms": 600})
+    assert script.json()["hold_response_ms"] == 600
+
+    create = asyncio.ensure_future(
+        twilio_client.messages.create_async(to=to, from_=WHATSAPP_SENDER, body="hi")
+    )
+    await emulator.state.wait_for(
+        lambda state: any(record.to == to for record in state.messages.values()), 5.0
+    )
+    answered_before_hold = create.done()
+    message = await create
+
+    assert not answered_before_hold
+    assert message.sid in emulator.state.messages
+
+
 async def test_response_delay_setting_delays_create(
     twilio_client: Client, control: httpx.AsyncClient
 ) -> None:
@@ -824,6 +844,8 @@ async def test_control_api_rejects_invalid_scripts(control: httpx.AsyncClient) -
         {"callbacks": [{"status": "sent", "colour": "red"}]},
         {"error": {"code": 21610, "http_status": 200}},
         {"error": {"code": 21610, "times": 0}},
+        {"hold_response_ms": -1},
+        {"hold_response_ms": 600_001},
     ]
 
     statuses = [

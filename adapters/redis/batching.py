@@ -4,26 +4,33 @@ redis-py spends most of a command's CPU time around it: taking a connection from
 pool, packing, writing, and handing the reply back. Measured on a 2-core machine, one
 GET alone cost about 60 µs of CPU, and about 25 µs in a batch. A worker with hundreds
 of messages in flight issues many short commands at once, so this client collects the
-commands issued during one turn of the event loop and sends them as one
-non-transactional pipeline on one connection. Each caller still awaits its own reply,
+commands issued during one turn of the event loop and writes them in one go on one
+connection, then reads the replies in order. Each caller still awaits its own reply,
 and a command's error reaches only its caller. Commands keep their order within each
 task, because a task awaits one command before it issues the next.
 
-Only stateless commands are batched. Anything else, such as SCRIPT LOAD, PING or a
-pub/sub subscription, goes straight to the server as before.
-
-NOTE: the client's retry on a connection error resends the whole batch, as it resends a
-single command. A command that ran before the connection broke runs twice.
+A batch is sent once and never resent: when the connection breaks or times out midway,
+which commands ran is unknown, so every caller still waiting gets the error and decides
+itself, as the store's retries do. A caller cancelled before its batch is written, as
+by a timeout, is left out of it. Only stateless commands are batched. Anything else,
+such as SCRIPT LOAD, PING or a pub/sub subscription, goes straight to the server as
+before.
 """
 
 import asyncio
-from typing import Any
+from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
 
 # The commands the adapters issue for every verification. None of them depends on
 # connection state, so its place in a pipeline changes nothing but the cost.
 BATCHED_COMMANDS = frozenset({"GET", "MGET", "SET", "DEL", "EVALSHA", "PUBLISH"})
+
+
+# A queued command: its arguments, its options for reply parsing, and its caller's future.
+_Entry: TypeAlias = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
 
 class BatchingRedis(Redis):
@@ -31,7 +38,7 @@ class BatchingRedis(Redis):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Entry] = []
         self._batches: set[asyncio.Task[None]] = set()
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -47,39 +54,84 @@ class BatchingRedis(Redis):
 
     def _send_pending(self) -> None:
         batch, self._pending = self._pending, []
+        if not batch:
+            return
         task = asyncio.create_task(self._send(batch), name="redis-batch")
         # The loop keeps only weak references to tasks.
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
-    async def _send(
-        self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]
-    ) -> None:
-        pipeline = self.pipeline(transaction=False)
-        for args, options, _ in batch:
-            pipeline.execute_command(*args, **options)
+    async def _send(self, batch: list[_Entry]) -> None:
         try:
-            results = await pipeline.execute(raise_on_error=False)
+            connection = await self.connection_pool.get_connection()
         except Exception as error:
-            # A connection failure fails every command of the batch, as it would have
-            # failed each of them sent alone.
-            for _, _, reply in batch:
-                if not reply.done():
-                    reply.set_exception(error)
+            # Redis is unreachable, or no connection came free in time.
+            _fail(batch, error)
             return
         except BaseException:
-            for _, _, reply in batch:
-                reply.cancel()
+            _cancel(batch)
             raise
-        for (_, _, reply), result in zip(batch, results, strict=True):
+        try:
+            await self._send_on(connection, batch)
+        finally:
+            await self.connection_pool.release(connection)
+
+    async def _send_on(self, connection: AbstractConnection, batch: list[_Entry]) -> None:
+        sent: list[_Entry] = []
+        packed: list[bytes] = []
+        for entry in batch:
+            args, _, reply = entry
             if reply.done():
-                continue  # the caller was cancelled
-            if isinstance(result, Exception):
-                reply.set_exception(result)
-            else:
-                reply.set_result(result)
+                continue  # the caller was cancelled while the batch waited
+            try:
+                packed.extend(connection.pack_command(*args))
+            except Exception as error:
+                # An argument that redis-py cannot encode fails its own command only.
+                reply.set_exception(error)
+                continue
+            sent.append(entry)
+        if not sent:
+            return
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+            for args, options, reply in sent:
+                try:
+                    result = await self.parse_response(connection, args[0], **options)
+                except ResponseError as error:
+                    result = error
+                _settle(reply, result)
+        except Exception as error:
+            # The replies left on the socket belong to this batch, so the connection
+            # cannot serve another caller.
+            await connection.disconnect(nowait=True)
+            _fail(sent, error)
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            _cancel(sent)
+            raise
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        # Commands queued in this turn of the loop go out before the pool closes.
+        self._send_pending()
         if self._batches:
             await asyncio.gather(*self._batches, return_exceptions=True)
         await super().aclose(close_connection_pool)
+
+
+def _settle(reply: asyncio.Future[Any], result: object) -> None:
+    if reply.done():
+        return  # the caller was cancelled while the batch ran
+    if isinstance(result, Exception):
+        reply.set_exception(result)
+    else:
+        reply.set_result(result)
+
+
+def _fail(batch: list[_Entry], error: Exception) -> None:
+    for _, _, reply in batch:
+        _settle(reply, error)
+
+
+def _cancel(batch: list[_Entry]) -> None:
+    for _, _, reply in batch:
+        reply.cancel()

@@ -122,9 +122,11 @@ def create_redis_client(
     options: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout_seconds,
         "socket_timeout": read_timeout_seconds,
-        # Only failures to connect are retried by the client: a command that timed out
-        # may have run, and repeating a non-idempotent script such as the attempt
-        # counter would count one check twice.
+        # A command that timed out may have run, and repeating a non-idempotent script
+        # such as the attempt counter would count one check twice, so timeouts are not
+        # retried. Connection errors are, also a reset after a command was sent; the
+        # batching client never resends, so this applies only to the commands it does
+        # not batch, such as SCRIPT LOAD, PING and pub/sub.
         "retry": Retry(
             ExponentialWithJitterBackoff(),
             connection_retries,

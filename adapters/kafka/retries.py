@@ -1,5 +1,6 @@
 """Retrying a call with tenacity, entering the retry loop only once the call has failed."""
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -16,9 +17,9 @@ async def call_with_retries(
     Almost every call succeeds at once, and building tenacity's loop around each one
     costs more CPU than many of the calls themselves. The first failure becomes the
     loop's first attempt, so its retry test, attempt count, waits and logging apply to
-    it as if the loop had made the call. A time limit of the loop counts from that
-    failure, not from the first call.
+    it as if the loop had made the call, and a time limit counts from the first call.
     """
+    started = time.monotonic()
     try:
         return await call()
     except Exception as error:
@@ -26,6 +27,8 @@ async def call_with_retries(
     async for attempt in retrying():
         with attempt:
             if failure is not None:
+                # tenacity measures its time limit from this start, with this clock.
+                attempt.retry_state.start_time = started
                 error, failure = failure, None
                 raise error
             return await call()

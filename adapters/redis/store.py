@@ -183,14 +183,16 @@ class RedisVerificationStore:
             written, seen = await self._write(verification.id, condition, seen, value, expires_at)
             if written:
                 return None
+            # A write refused for an out-of-date snapshot is no conflict with another writer.
+            if confirmed:
+                conflicts += 1
+                logger.debug(
+                    "verification_create_conflict",
+                    extra={"verification_id": verification.id, "attempt": conflicts},
+                )
+                if conflicts >= self._max_update_attempts:
+                    raise self._contention("create", verification.id)
             confirmed = True
-            conflicts += 1
-            logger.debug(
-                "verification_create_conflict",
-                extra={"verification_id": verification.id, "attempt": conflicts},
-            )
-            if conflicts >= self._max_update_attempts:
-                raise self._contention("create", verification.id)
 
     async def record_attempt(self, verification_id: str) -> int:
         """Count one check attempt atomically and return the attempts made so far.
@@ -292,14 +294,16 @@ class RedisVerificationStore:
             written, seen = await self._write(verification_id, "equal", seen, encoded, None)
             if written:
                 return changed
+            # A write refused for an out-of-date snapshot is no conflict with another writer.
+            if confirmed:
+                conflicts += 1
+                logger.debug(
+                    "verification_update_conflict",
+                    extra={"verification_id": verification_id, "attempt": conflicts},
+                )
+                if conflicts >= self._max_update_attempts:
+                    raise self._contention("update", verification_id)
             confirmed = True
-            conflicts += 1
-            logger.debug(
-                "verification_update_conflict",
-                extra={"verification_id": verification_id, "attempt": conflicts},
-            )
-            if conflicts >= self._max_update_attempts:
-                raise self._contention("update", verification_id)
 
     async def _read(self, verification_id: str) -> Snapshot:
         """Return the raw record, or None, and the check attempts, from one MGET."""

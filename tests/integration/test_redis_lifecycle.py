@@ -301,7 +301,8 @@ async def test_create_decides_again_after_concurrent_change(
 async def test_create_gives_up_after_max_attempts(client: RedisClient, key_prefix: str) -> None:
     store = RedisVerificationStore(client, key_prefix=key_prefix, max_update_attempts=3)
     live = new_verification()
-    await store.create(live)
+    # Created through another store, so every attempt starts from a fresh read.
+    await RedisVerificationStore(client, key_prefix=key_prefix).create(live)
     record_key = store.record_key(live.id)
     calls = 0
 

@@ -614,6 +614,24 @@ async def test_update_applies_change_to_record_another_store_wrote(
     assert await worker.get(verification.id) == updated
 
 
+async def test_out_of_date_snapshot_is_no_conflict(client: RedisClient, key_prefix: str) -> None:
+    store = RedisVerificationStore(client, key_prefix=key_prefix, max_update_attempts=1)
+    now = datetime.now(UTC)
+    verification = new_verification(now)
+    await store.create(verification)
+    await RedisVerificationStore(client, key_prefix=key_prefix).update(
+        verification.id, lambda current: current.record_delivery(DeliveryStatus.SENT, now)
+    )
+
+    updated = await store.update(
+        verification.id,
+        lambda current: current.accept_message(MESSAGE_SID, DeliveryStatus.SENT, now),
+    )
+
+    assert updated is not None
+    assert updated.message_sid == MESSAGE_SID
+
+
 async def test_update_reruns_change_after_check_attempt_from_elsewhere(
     client: RedisClient, key_prefix: str
 ) -> None:
@@ -713,7 +731,8 @@ async def test_concurrent_reports_end_at_furthest_status(
 async def test_update_gives_up_after_max_attempts(client: RedisClient, key_prefix: str) -> None:
     store = RedisVerificationStore(client, key_prefix=key_prefix, max_update_attempts=3)
     verification = new_verification()
-    await store.create(verification)
+    # Created through another store, so every attempt starts from a fresh read.
+    await RedisVerificationStore(client, key_prefix=key_prefix).create(verification)
     key = store.record_key(verification.id)
     calls = 0
 

@@ -1,11 +1,14 @@
 """call_with_retries: tenacity's loop, built only once a call has failed."""
 
+import asyncio
+
 import pytest
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     wait_none,
 )
 
@@ -75,3 +78,30 @@ async def test_error_the_loop_does_not_retry_propagates_unchanged() -> None:
 
     assert raised.value is error
     assert attempts == []
+
+
+async def test_time_limit_counts_from_the_first_call() -> None:
+    async def slow_failure() -> None:
+        await asyncio.sleep(0.3)
+        raise KeyError("slow")
+
+    calls = 0
+
+    async def counted() -> None:
+        nonlocal calls
+        calls += 1
+        await slow_failure()
+
+    # The first call alone takes longer than the limit, so it is the only one.
+    with pytest.raises(KeyError):
+        await call_with_retries(
+            counted,
+            lambda: AsyncRetrying(
+                retry=retry_if_exception_type(LookupError),
+                stop=stop_after_delay(0.25),
+                wait=wait_none(),
+                reraise=True,
+            ),
+        )
+
+    assert calls == 1

@@ -28,5 +28,3 @@ def child_span(
         return
     with tracer.start_as_current_span(name, kind=kind, attributes=dict(attributes)) as span:
         yield span
-
-

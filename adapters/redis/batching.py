@@ -3,9 +3,9 @@
 redis-py spends most of a command's CPU time around it: taking a connection from the
 pool, packing, writing, and handing the reply back. Measured on a 2-core machine, one
 GET alone cost about 60 µs of CPU, and about 25 µs in a batch. A worker with hundreds
-of messages in flight issues many short commands at once, so this client collects the
-commands issued during one turn of the event loop and writes them in one go on one
-connection, then reads the replies in order. Each caller still awaits its own reply,
+of messages in flight issues many short commands at once. This client collects the
+commands issued during one turn of the event loop, writes them in one go on one
+connection, and reads the replies in order. Each caller still awaits its own reply,
 and a command's error reaches only its caller. Commands keep their order within each
 task, because a task awaits one command before it issues the next.
 

@@ -33,7 +33,7 @@ def count_batches(client: BatchingRedis, monkeypatch: pytest.MonkeyPatch) -> lis
     return checkouts
 
 
-async def test_concurrent_commands_share_one_connection_and_get_their_own_replies(
+async def test_concurrent_commands_share_one_batch(
     client: BatchingRedis, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = [f"{unique}:{index}" for index in range(50)]
@@ -134,7 +134,7 @@ async def test_unencodable_argument_fails_only_its_command(
 
 async def test_command_of_timed_out_caller_is_never_sent(unique: str) -> None:
     client = create_redis_client("redis://127.0.0.1:6379", max_connections=1)
-    # BLPOP is not batched and holds the only connection for half a second.
+    # BLPOP is not batched and keeps the only connection busy for half a second.
     blocking = asyncio.ensure_future(client.blpop([f"{unique}:list"], timeout=0.5))
     await asyncio.sleep(0.05)
 

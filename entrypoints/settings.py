@@ -1,5 +1,6 @@
 """Service settings, read once from the environment and an optional `.env` file."""
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
@@ -13,6 +14,10 @@ Seconds = Annotated[float, Field(gt=0)]
 
 # The ways events leave the process; see entrypoints/notifiers.py.
 NotifierKind = Literal["websocket", "socketio", "redis", "none"]
+
+
+# A host name, an IPv4 address, or an IPv6 address in brackets.
+_KAFKA_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 
 
 class Settings(BaseSettings):
@@ -349,6 +354,19 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         return redis_url(value)
+
+    @field_validator("KAFKA_SERVER")
+    @classmethod
+    def _kafka_servers(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",")]
+        for server in servers:
+            host, _, port = server.rpartition(":") if ":" in server else (server, "", "9092")
+            if not _KAFKA_HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"invalid server {server!r}: use comma-separated host:port pairs such as "
+                    "kafka-1:9092,kafka-2:9092, without a scheme"
+                )
+        return ",".join(servers)
 
     @field_validator("TWILIO_PHONE_NUMBER")
     @classmethod

@@ -38,6 +38,19 @@ def test_redis_connection_accepts_host_port_and_url(connection: str, url: str) -
     assert make_settings(REDIS_CONNECTION=connection).REDIS_CONNECTION == url
 
 
+@pytest.mark.parametrize(
+    ("servers", "expected"),
+    [
+        ("kafka:9092", "kafka:9092"),
+        (" kafka-1:9092 , 10.0.0.5:9093 ", "kafka-1:9092,10.0.0.5:9093"),
+        ("[::1]:9092", "[::1]:9092"),
+        ("kafka", "kafka"),
+    ],
+)
+def test_kafka_server_accepts_host_port_pairs(servers: str, expected: str) -> None:
+    assert make_settings(KAFKA_SERVER=servers).KAFKA_SERVER == expected
+
+
 def test_empty_region_means_e164_only() -> None:
     assert make_settings(DEFAULT_REGION="").DEFAULT_REGION is None
     assert make_settings(DEFAULT_REGION="gb").DEFAULT_REGION == "GB"
@@ -56,6 +69,11 @@ def test_empty_region_means_e164_only() -> None:
         ("MESSAGES_USERS_URL", "ftp://hub.example.test"),
         ("MESSAGE_TEMPLATE", "Your code"),
         ("REDIS_CONNECTION", "http://x"),
+        ("KAFKA_SERVER", "notaport:xx"),
+        ("KAFKA_SERVER", "127.0.0.1:notaport"),
+        ("KAFKA_SERVER", "kafka-1:9092,,kafka-2:9092"),
+        ("KAFKA_SERVER", "PLAINTEXT://kafka:9092"),
+        ("KAFKA_SERVER", "kafka:70000"),
     ],
 )
 def test_invalid_value_names_variable_and_fix(name: str, value: str) -> None:

@@ -13,12 +13,17 @@ MAX_ID_LENGTH = 256
 class InvalidPayload(ValueError):
     """A message body that is not a verification request.
 
-    `verification_id` is set when the body named one, so the requester can be notified.
+    `is_json_object` tells a JSON object with wrong or missing fields from a body that
+    is not a JSON object at all. `verification_id` is set when the body named one, so
+    the requester can be notified.
     """
 
-    def __init__(self, detail: str, verification_id: str | None = None) -> None:
+    def __init__(
+        self, detail: str, verification_id: str | None = None, is_json_object: bool = False
+    ) -> None:
         super().__init__(detail)
         self.verification_id = verification_id
+        self.is_json_object = is_json_object
 
 
 class RequestPayload(BaseModel):
@@ -79,7 +84,7 @@ def parse_request(value: bytes | None, record_key: str | None = None) -> Verific
     try:
         payload = RequestPayload.model_validate(document)
     except ValidationError as error:
-        raise InvalidPayload(_describe(error), _loose_id(document)) from error
+        raise InvalidPayload(_describe(error), _loose_id(document), is_json_object=True) from error
     # A producer's request id names a request of one verification only.
     request_key = (
         f"request:{payload.verification_id}:{payload.request_id}"

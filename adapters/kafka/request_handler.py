@@ -159,7 +159,7 @@ class RequestMessageHandler:
         )
         reason = (
             DeadLetterReason.INVALID_REQUEST
-            if error.verification_id is not None
+            if error.is_json_object
             else DeadLetterReason.INVALID_JSON
         )
         await self._dead_letter(message, reason, error)

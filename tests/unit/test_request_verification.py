@@ -153,6 +153,16 @@ async def test_handler_dead_letters_non_json(fakes: Fakes) -> None:
     assert "not JSON" in letter.error
 
 
+async def test_handler_dead_letters_object_without_id_as_invalid_request(fakes: Fakes) -> None:
+    handler = fakes.container.request_handler()
+
+    await handler(_message(b'{"Phone": "+593991234567"}'))
+
+    [letter] = fakes.dead_letters.letters
+    assert letter.reason is DeadLetterReason.INVALID_REQUEST
+    assert "Id is missing" in letter.error
+
+
 async def test_handler_reports_missing_phone_to_requester(fakes: Fakes) -> None:
     handler = fakes.container.request_handler()
 

@@ -85,11 +85,27 @@ async def test_expired_code_answers_410(app: FakeApp) -> None:
     assert body["status"] == "expired"
 
 
-@pytest.mark.parametrize("body", [{}, {"code": ""}, {"code": "1" * 33}, {"code": 123456}])
-async def test_malformed_body_answers_400(app: FakeApp, body: dict) -> None:
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({}, "invalid request: code: Field required"),
+        ({"code": ""}, "invalid request: code: String should have at least 1 character"),
+        ({"code": "1" * 33}, "invalid request: code: String should have at most 32 characters"),
+        ({"code": 123456}, "invalid request: code: Input should be a valid string"),
+    ],
+)
+async def test_malformed_body_answers_400(app: FakeApp, body: dict, error: str) -> None:
     response = await app.client.post("/verifications/user-1/check", json=body, headers=AUTH)
 
     assert response.status_code == 400
+    assert response.json() == {"error": error}
+
+
+async def test_missing_body_answers_400(app: FakeApp) -> None:
+    response = await app.client.post("/verifications/user-1/check", headers=AUTH)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid request: the JSON body is missing"}
 
 
 async def test_unsafe_id_answers_400(app: FakeApp) -> None:

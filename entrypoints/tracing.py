@@ -82,6 +82,7 @@ def _otlp_exporter(environ: Mapping[str, str], endpoint: str) -> SpanExporter | 
             extra={
                 "protocol": protocol,
                 "endpoint": endpoint,
+                "effect": "no span is exported",
                 "fix": f"set OTEL_EXPORTER_OTLP_PROTOCOL={OTLP_PROTOCOL} and point the "
                 "endpoint at the collector's OTLP/HTTP port, usually 4318",
             },

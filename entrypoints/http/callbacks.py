@@ -105,6 +105,8 @@ async def twilio_status(request: Request[object, object, State]) -> Response[obj
             extra={
                 "path": request.url.path,
                 "client": request.client.host if request.client else None,
+                "fix": "if Twilio sent it, check that WEBHOOK_PUBLIC_URL is the public URL "
+                "Twilio calls and TWILIO_AUTH_TOKEN is the account's token",
             },
         )
         return error_response(HTTP_403_FORBIDDEN, "missing or invalid X-Twilio-Signature")

@@ -1,17 +1,54 @@
-"""Plumbing the background notifiers share: `async with` support and the stop report."""
+"""Plumbing the background notifiers share: starting the task, `async with`, the stop report."""
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+logger = logging.getLogger(__name__)
 
 
 class BackgroundNotifier:
-    """Base of notifiers that send from a background task between `start` and `stop`."""
+    """Base of notifiers that send from a background task between `start` and `stop`.
 
-    def start(self) -> None:
+    A subclass calls `__init__` first, and provides `target` (the peer, as logs name
+    it), `_run` (the task's work until `_stop_requested` is set), `_started_fields`
+    and `stop`, which sets `_stopped`.
+    """
+
+    # The name of the background task, as asyncio's debug output and task dumps show it.
+    task_name = "notifier"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._stop_requested = asyncio.Event()
+
+    @property
+    def target(self) -> str:
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Start the background task, from inside the event loop.
+
+        Raises `RuntimeError` when the notifier was already started or stopped.
+        """
+        described = f"{type(self).__name__} for {self.target}"
+        if self._stopped:
+            raise RuntimeError(f"{described} is stopped: create a new one")
+        if self._task is not None:
+            raise RuntimeError(f"{described} is already started: call start() once")
+        self._task = asyncio.create_task(self._run(), name=self.task_name)
+        logger.info("notifier_started", extra=self._started_fields())
+
     async def stop(self, drain_timeout_seconds: float = 5.0) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> Coroutine[Any, Any, None]:
+        raise NotImplementedError
+
+    def _started_fields(self) -> dict[str, object]:
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:

@@ -57,6 +57,8 @@ class RedisNotifier(BackgroundNotifier):
     event loop.
     """
 
+    task_name = "redis-notifier"
+
     def __init__(
         self,
         client: RedisClient,
@@ -76,6 +78,7 @@ class RedisNotifier(BackgroundNotifier):
                 "use a number of seconds above 0"
             )
         check_backoff(initial_backoff_seconds, max_backoff_seconds)
+        super().__init__()
         self._client = client
         self._channel = channel
         self._buffer: FrameBuffer[str] = FrameBuffer(
@@ -87,9 +90,6 @@ class RedisNotifier(BackgroundNotifier):
         self._publish_timeout_seconds = publish_timeout_seconds
         self._initial_backoff_seconds = initial_backoff_seconds
         self._max_backoff_seconds = max_backoff_seconds
-        self._stop_requested = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
         self._frames_published = 0
         self._publish_failures = 0
 
@@ -130,26 +130,12 @@ class RedisNotifier(BackgroundNotifier):
             return
         self._buffer.append(text)
 
-    def start(self) -> None:
-        """Start the background task that publishes, from inside the event loop.
+    @property
+    def target(self) -> str:
+        return repr(self._channel)
 
-        Raises `RuntimeError` when the notifier was already started or stopped.
-        """
-        if self._stopped:
-            raise RuntimeError(f"RedisNotifier for {self._channel!r} is stopped: create a new one")
-        if self._task is not None:
-            raise RuntimeError(
-                f"RedisNotifier for {self._channel!r} is already started: call start() once"
-            )
-        self._task = asyncio.create_task(self._run(), name="redis-notifier")
-        logger.info(
-            "notifier_started",
-            extra={
-                "notifier": "redis",
-                "channel": self._channel,
-                "buffer_size": self._buffer.capacity,
-            },
-        )
+    def _started_fields(self) -> dict[str, object]:
+        return {"notifier": "redis", "channel": self._channel, "buffer_size": self._buffer.capacity}
 
     async def stop(self, drain_timeout_seconds: float = 5.0) -> None:
         """Publish what is buffered within `drain_timeout_seconds`, then end the task.

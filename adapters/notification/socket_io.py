@@ -76,6 +76,8 @@ class SocketIONotifier(BackgroundNotifier):
     instance from one event loop.
     """
 
+    task_name = "socketio-notifier"
+
     def __init__(
         self,
         url: str,
@@ -88,6 +90,7 @@ class SocketIONotifier(BackgroundNotifier):
         close_timeout_seconds: float = 5.0,
         drop_log_interval_seconds: float = 10.0,
     ) -> None:
+        super().__init__()
         self._connect_url, self._namespace = _split_url(url)
         self._log_url = redact_url(url)
         check_backoff(initial_backoff_seconds, max_backoff_seconds)
@@ -110,9 +113,6 @@ class SocketIONotifier(BackgroundNotifier):
         self._close_timeout_seconds = close_timeout_seconds
 
         self._wakeup = asyncio.Event()
-        self._stop_requested = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
         self._connected = False
         self._frames_sent = 0
         self._connection_failures = 0
@@ -165,27 +165,17 @@ class SocketIONotifier(BackgroundNotifier):
         self._buffer.append(payload)
         self._wakeup.set()
 
-    def start(self) -> None:
-        """Start the background task that connects and emits, from inside the event loop.
+    @property
+    def target(self) -> str:
+        return self._log_url
 
-        Raises `RuntimeError` when the notifier was already started or stopped.
-        """
-        if self._stopped:
-            raise RuntimeError(f"SocketIONotifier for {self._log_url} is stopped: create a new one")
-        if self._task is not None:
-            raise RuntimeError(
-                f"SocketIONotifier for {self._log_url} is already started: call start() once"
-            )
-        self._task = asyncio.create_task(self._run(), name="socketio-notifier")
-        logger.info(
-            "notifier_started",
-            extra={
-                "notifier": "socketio",
-                "url": self._log_url,
-                "namespace": self._namespace,
-                "buffer_size": self._buffer.capacity,
-            },
-        )
+    def _started_fields(self) -> dict[str, object]:
+        return {
+            "notifier": "socketio",
+            "url": self._log_url,
+            "namespace": self._namespace,
+            "buffer_size": self._buffer.capacity,
+        }
 
     async def stop(self, drain_timeout_seconds: float = 5.0) -> None:
         """Emit what is buffered within `drain_timeout_seconds`, then disconnect and end the task.

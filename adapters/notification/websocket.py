@@ -60,6 +60,8 @@ class WebSocketNotifier(BackgroundNotifier):
     loop, because the buffer and its events are not thread-safe.
     """
 
+    task_name = "websocket-notifier"
+
     def __init__(
         self,
         url: str,
@@ -86,6 +88,7 @@ class WebSocketNotifier(BackgroundNotifier):
                 f"least initial_backoff_seconds ({initial_backoff_seconds})"
             )
 
+        super().__init__()
         self._url = url
         self._log_url = redact_url(url)
         self._buffer_size = buffer_size
@@ -100,11 +103,8 @@ class WebSocketNotifier(BackgroundNotifier):
         # Frames written to the current or a lost connection and not yet confirmed by a pong.
         self._unconfirmed: list[str] = []
         self._wakeup = asyncio.Event()
-        self._stop_requested = asyncio.Event()
         self._flushed = asyncio.Event()
         self._flushed.set()
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
 
         self._connected = False
         self._frames_sent = 0
@@ -167,23 +167,12 @@ class WebSocketNotifier(BackgroundNotifier):
         self._flushed.clear()
         self._wakeup.set()
 
-    def start(self) -> None:
-        """Start the background task that connects and sends, from inside the event loop.
+    @property
+    def target(self) -> str:
+        return self._log_url
 
-        Raises `RuntimeError` when the notifier was already started or stopped.
-        """
-        if self._stopped:
-            raise RuntimeError(
-                f"WebSocketNotifier for {self._log_url} is stopped: create a new one"
-            )
-        if self._task is not None:
-            raise RuntimeError(
-                f"WebSocketNotifier for {self._log_url} is already started: call start() once"
-            )
-        self._task = asyncio.create_task(self._run(), name="websocket-notifier")
-        logger.info(
-            "notifier_started", extra={"url": self._log_url, "buffer_size": self._buffer_size}
-        )
+    def _started_fields(self) -> dict[str, object]:
+        return {"notifier": "websocket", "url": self._log_url, "buffer_size": self._buffer_size}
 
     async def stop(self, drain_timeout_seconds: float = 5.0) -> None:
         """Send what is buffered within `drain_timeout_seconds`, then close and end the task.

@@ -21,7 +21,7 @@ import asyncio
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 # The commands the adapters issue for every verification. None of them depends on
@@ -43,7 +43,7 @@ class BatchingRedis(Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if str(args[0]).upper() not in BATCHED_COMMANDS:
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
@@ -63,7 +63,7 @@ class BatchingRedis(Redis):
 
     async def _send(self, batch: list[_Entry]) -> None:
         try:
-            connection = await self.connection_pool.get_connection()
+            connection = await self.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         except Exception as error:
             # Redis is unreachable, or no connection came free in time.
             _fail(batch, error)
@@ -76,7 +76,7 @@ class BatchingRedis(Redis):
         finally:
             await self.connection_pool.release(connection)
 
-    async def _send_on(self, connection: AbstractConnection, batch: list[_Entry]) -> None:
+    async def _send_on(self, connection: Connection, batch: list[_Entry]) -> None:
         sent: list[_Entry] = []
         packed: list[bytes] = []
         for entry in batch:

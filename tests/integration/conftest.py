@@ -8,6 +8,7 @@ import pytest
 from redis import exceptions as redis_errors
 
 from adapters.redis.connection import RedisClient, create_redis_client
+from adapters.redis.store import RedisVerificationStore
 from tests.support.redis_cluster import LocalRedisCluster
 
 SINGLE_NODE_URL = "redis://127.0.0.1:6379"
@@ -85,3 +86,9 @@ def _closed_loopback_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@pytest.fixture
+def store(client: RedisClient, key_prefix: str) -> RedisVerificationStore:
+    """A verification store on `client`, under the test's own key prefix."""
+    return RedisVerificationStore(client, key_prefix=key_prefix)

@@ -14,8 +14,6 @@ from uuid import uuid4
 
 import pytest
 import redis
-from redis import exceptions as redis_errors
-from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from adapters.redis.connection import RedisClient
@@ -30,19 +28,18 @@ from domain.delivery import DeliveryStatus
 from domain.events import SendRejectionReason
 from domain.phone import PhoneNumber
 from domain.verification import Verification
+from tests.support.redis_store import (
+    PHONE,
+    TIME_TO_LIVE,
+    is_refused_connection,
+    new_verification,
+    node_url,
+)
 
-SINGLE_NODE_URL = "redis://127.0.0.1:6379"
-PHONE = PhoneNumber("+593991234567")
 OTHER_PHONE = PhoneNumber("+593991234568")
-TIME_TO_LIVE = timedelta(minutes=10)
 # Milliseconds that may pass between two reads of a TTL in one test.
 TTL_TOLERANCE_MS = 1000
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(client: RedisClient, key_prefix: str) -> RedisVerificationStore:
-    return RedisVerificationStore(client, key_prefix=key_prefix)
 
 
 @pytest.fixture
@@ -50,38 +47,9 @@ def ledger(client: RedisClient, key_prefix: str) -> RedisRequestLedger:
     return RedisRequestLedger(client, key_prefix=key_prefix, window_seconds=600)
 
 
-def new_verification(now: datetime | None = None, code_digest: str = "d" * 64) -> Verification:
-    return Verification.start(
-        f"verification-{uuid4().hex}",
-        PHONE,
-        code_digest,
-        now or datetime.now(UTC),
-        TIME_TO_LIVE,
-        locale="es-EC",
-    )
-
-
-async def node_url(client: RedisClient, key: str) -> str:
-    """Return the URL of the server that stores `key`, for a plain client of that node."""
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-        node = client.get_node_from_key(key)
-        assert node is not None, f"no cluster node serves {key!r}"
-        return f"redis://{node.host}:{node.port}"
-    return SINGLE_NODE_URL
-
-
 async def warm_up(client: RedisClient, connections: int) -> None:
     """Open connections first, so concurrent calls race instead of queueing behind set-up."""
     await asyncio.gather(*(client.ping() for _ in range(connections)))
-
-
-def is_refused_connection(error: StoreUnavailable) -> bool:
-    """Tell whether a refused connection caused `error`, also through the cluster client."""
-    cause = error.__cause__
-    if isinstance(cause, redis_errors.RedisClusterUnreachableError):
-        cause = cause.__cause__
-    return isinstance(cause, redis_errors.ConnectionError)
 
 
 # Check attempts

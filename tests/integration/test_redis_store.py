@@ -9,56 +9,37 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
 import redis
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis.connection import RedisClient
 from adapters.redis.store import RedisVerificationStore
 from application.errors import StoreUnavailable, VerificationNotFound
 from domain.code import CodeDigester, VerificationCode
 from domain.delivery import DeliveryStatus, advances
-from domain.phone import PhoneNumber
 from domain.verification import StatusChange, Verification
+from tests.support.redis_store import (
+    PHONE,
+    TIME_TO_LIVE,
+    is_refused_connection,
+    new_verification,
+    node_url,
+)
 
-SINGLE_NODE_URL = "redis://127.0.0.1:6379"
-PHONE = PhoneNumber("+593991234567")
-TIME_TO_LIVE = timedelta(minutes=10)
 RETENTION = timedelta(seconds=3600)
 MESSAGE_SID = "SM" + "0123456789abcdef" * 2
-
-
-@pytest.fixture
-def store(client: RedisClient, key_prefix: str) -> RedisVerificationStore:
-    return RedisVerificationStore(client, key_prefix=key_prefix)
 
 
 @pytest.fixture
 def short_lived_store(client: RedisClient, key_prefix: str) -> RedisVerificationStore:
     """A store without retention, whose records disappear when their code expires."""
     return RedisVerificationStore(client, key_prefix=key_prefix, retention_seconds=0)
-
-
-def new_verification(
-    now: datetime | None = None,
-    time_to_live: timedelta = TIME_TO_LIVE,
-    code_digest: str = "d" * 64,
-) -> Verification:
-    return Verification.start(
-        f"verification-{uuid4().hex}",
-        PHONE,
-        code_digest,
-        now or datetime.now(UTC),
-        time_to_live,
-        locale="es-EC",
-    )
 
 
 def epoch_milliseconds(moment: datetime) -> int:
@@ -68,16 +49,6 @@ def epoch_milliseconds(moment: datetime) -> int:
 def retained_until(verification: Verification) -> int:
     """Return the Unix milliseconds at which the default store drops the record."""
     return epoch_milliseconds(verification.expires_at + RETENTION)
-
-
-async def node_url(client: RedisClient, key: str) -> str:
-    """Return the URL of the server that stores `key`, for a plain client of that node."""
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-        node = client.get_node_from_key(key)
-        assert node is not None, f"no cluster node serves {key!r}"
-        return f"redis://{node.host}:{node.port}"
-    return SINGLE_NODE_URL
 
 
 def report(status: DeliveryStatus, now: datetime) -> Callable[[Verification], Verification | None]:
@@ -803,69 +774,34 @@ def unreachable_store(unreachable_client: RedisClient) -> RedisVerificationStore
     return RedisVerificationStore(unreachable_client, key_prefix=f"test-{uuid4().hex}")
 
 
-def is_refused_connection(error: StoreUnavailable) -> bool:
-    """Tell whether a refused connection caused `error`.
+# Each call of the store, and the text its error must quote, if any.
+OUTAGE_CALLS: list[tuple[str, Callable[[RedisVerificationStore], Awaitable[object]], str]] = [
+    ("create", lambda store: store.create(new_verification()), ""),
+    (
+        "conditional create",
+        lambda store: store.create(new_verification(), may_replace=lambda current: False),
+        "",
+    ),
+    ("get", lambda store: store.get("any-id"), "any-id"),
+    ("find id", lambda store: store.find_id_by_message_sid(MESSAGE_SID), ""),
+    ("update", lambda store: store.update("any-id", lambda current: current), ""),
+    ("record attempt", lambda store: store.record_attempt("any-id"), "any-id"),
+]
 
-    The cluster client wraps the connection error in RedisClusterUnreachableError.
-    """
-    cause = error.__cause__
-    if isinstance(cause, redis_errors.RedisClusterUnreachableError):
-        cause = cause.__cause__
-    return isinstance(cause, redis_errors.ConnectionError)
 
-
-async def test_create_raises_unavailable_when_redis_down(
+@pytest.mark.parametrize(
+    ("call", "quoted"),
+    [(call, quoted) for _, call, quoted in OUTAGE_CALLS],
+    ids=[name for name, _, _ in OUTAGE_CALLS],
+)
+async def test_store_call_raises_unavailable_when_redis_down(
     unreachable_store: RedisVerificationStore,
+    call: Callable[[RedisVerificationStore], Awaitable[object]],
+    quoted: str,
 ) -> None:
     with pytest.raises(StoreUnavailable) as raised:
-        await unreachable_store.create(new_verification())
+        await call(unreachable_store)
 
     assert is_refused_connection(raised.value)
     assert raised.value.retriable
-
-
-async def test_get_raises_unavailable_when_redis_down(
-    unreachable_store: RedisVerificationStore,
-) -> None:
-    with pytest.raises(StoreUnavailable) as raised:
-        await unreachable_store.get("any-id")
-
-    assert is_refused_connection(raised.value)
-    assert "any-id" in str(raised.value)
-
-
-async def test_find_id_raises_unavailable_when_redis_down(
-    unreachable_store: RedisVerificationStore,
-) -> None:
-    with pytest.raises(StoreUnavailable) as raised:
-        await unreachable_store.find_id_by_message_sid(MESSAGE_SID)
-
-    assert is_refused_connection(raised.value)
-
-
-async def test_update_raises_unavailable_when_redis_down(
-    unreachable_store: RedisVerificationStore,
-) -> None:
-    with pytest.raises(StoreUnavailable) as raised:
-        await unreachable_store.update("any-id", lambda current: current)
-
-    assert is_refused_connection(raised.value)
-
-
-async def test_record_attempt_raises_unavailable_when_redis_down(
-    unreachable_store: RedisVerificationStore,
-) -> None:
-    with pytest.raises(StoreUnavailable) as raised:
-        await unreachable_store.record_attempt("any-id")
-
-    assert is_refused_connection(raised.value)
-    assert "any-id" in str(raised.value)
-
-
-async def test_conditional_create_raises_unavailable_when_redis_down(
-    unreachable_store: RedisVerificationStore,
-) -> None:
-    with pytest.raises(StoreUnavailable) as raised:
-        await unreachable_store.create(new_verification(), may_replace=lambda current: False)
-
-    assert is_refused_connection(raised.value)
+    assert quoted in str(raised.value)

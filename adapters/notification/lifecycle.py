@@ -1,10 +1,14 @@
-"""Plumbing the background notifiers share: starting the task, `async with`, the stop report."""
+"""Plumbing the background notifiers share: the task, the buffer, `async with`, the stop report."""
 
 import asyncio
 import logging
 from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
+
+from adapters.notification.buffer import FrameBuffer
+
+Frame = TypeVar("Frame")
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,32 @@ class BackgroundNotifier:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class BufferedNotifier(BackgroundNotifier, Generic[Frame]):
+    """Base of background notifiers whose frames wait in a `FrameBuffer` until sent.
+
+    A subclass sets `_buffer` in its `__init__`.
+    """
+
+    _buffer: FrameBuffer[Frame]
+
+    @property
+    def frames_dropped(self) -> int:
+        """Number of frames dropped because the buffer was full or the notifier stopped."""
+        return self._buffer.dropped
+
+    @property
+    def frames_buffered(self) -> int:
+        """Number of frames waiting to be sent."""
+        return len(self._buffer)
+
+    def _enqueue(self, frame: Frame) -> None:
+        """Buffer `frame`, or count it as dropped once the notifier has stopped."""
+        if self._stopped:
+            self._buffer.record_drops(1)
+            return
+        self._buffer.append(frame)
 
 
 def log_stopped(logger: logging.Logger, frames_left: bool, extra: dict[str, object]) -> None:

@@ -17,7 +17,7 @@ from adapters.notification.buffer import (
     describe_error,
 )
 from adapters.notification.frames import event_to_frame
-from adapters.notification.lifecycle import BackgroundNotifier, log_stopped
+from adapters.notification.lifecycle import BufferedNotifier, log_stopped
 from adapters.redis.connection import RedisClient
 from domain.events import Event
 
@@ -33,7 +33,7 @@ def frame_text(event: Event) -> str:
     return json.dumps(event_to_frame(event), ensure_ascii=False, separators=(",", ":"))
 
 
-class RedisNotifier(BackgroundNotifier):
+class RedisNotifier(BufferedNotifier[str]):
     """A `Notifier` that publishes each event's JSON frame on one Redis pub/sub channel.
 
     Every worker and webhook process can publish on the same channel, and every
@@ -104,16 +104,6 @@ class RedisNotifier(BackgroundNotifier):
         return self._frames_published
 
     @property
-    def frames_dropped(self) -> int:
-        """Number of frames dropped because the buffer was full or the notifier stopped."""
-        return self._buffer.dropped
-
-    @property
-    def frames_buffered(self) -> int:
-        """Number of frames waiting to be published."""
-        return len(self._buffer)
-
-    @property
     def publish_failures(self) -> int:
         """Number of PUBLISH commands that failed or timed out."""
         return self._publish_failures
@@ -124,11 +114,7 @@ class RedisNotifier(BackgroundNotifier):
         Returns at once without touching Redis. After `stop()` the frame is dropped and
         counted. Raises `ValueError` only for an event that `event_to_frame` rejects.
         """
-        text = frame_text(event)
-        if self._stopped:
-            self._buffer.record_drops(1)
-            return
-        self._buffer.append(text)
+        self._enqueue(frame_text(event))
 
     @property
     def target(self) -> str:

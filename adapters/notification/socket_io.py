@@ -18,7 +18,7 @@ from adapters.notification.buffer import (
     describe_error,
 )
 from adapters.notification.frames import event_to_frame
-from adapters.notification.lifecycle import BackgroundNotifier, log_stopped
+from adapters.notification.lifecycle import BufferedNotifier, log_stopped
 from adapters.notification.websocket import parse_hub_url, redact_url
 from domain.events import Event
 
@@ -49,7 +49,7 @@ def profile_payload(event: Event) -> dict[str, object]:
     }
 
 
-class SocketIONotifier(BackgroundNotifier):
+class SocketIONotifier(BufferedNotifier[dict[str, object]]):
     """A `Notifier` that emits each event as a Socket.IO `Profile` event to one hub.
 
     `url` is the hub's http:// or https:// address. As with the JavaScript client, a
@@ -138,16 +138,6 @@ class SocketIONotifier(BackgroundNotifier):
         return self._frames_sent
 
     @property
-    def frames_dropped(self) -> int:
-        """Number of payloads dropped because the buffer was full or the notifier stopped."""
-        return self._buffer.dropped
-
-    @property
-    def frames_buffered(self) -> int:
-        """Number of payloads waiting to be emitted."""
-        return len(self._buffer)
-
-    @property
     def connection_failures(self) -> int:
         """Number of failed connection attempts and lost connections since construction."""
         return self._connection_failures
@@ -158,11 +148,7 @@ class SocketIONotifier(BackgroundNotifier):
         Returns at once. After `stop()` the payload is dropped and counted.
         Raises `ValueError` only for an event that `event_to_frame` rejects.
         """
-        payload = profile_payload(event)
-        if self._stopped:
-            self._buffer.record_drops(1)
-            return
-        self._buffer.append(payload)
+        self._enqueue(profile_payload(event))
         self._wakeup.set()
 
     @property

@@ -69,8 +69,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     """Bind a listening TCP socket, where port 0 lets the operating system pick a free port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # The protocol is named so that asyncio turns on TCP_NODELAY for accepted
-    # connections; with protocol 0 it skips them, and Nagle's algorithm then holds
-    # each response for about 40 ms.
+    # connections. With protocol 0 it skips them, and Nagle's algorithm then delays
+    # each response by about 40 ms.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

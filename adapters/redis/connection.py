@@ -124,9 +124,9 @@ def create_redis_client(
         "socket_timeout": read_timeout_seconds,
         # A command that timed out may have run, and repeating a non-idempotent script
         # such as the attempt counter would count one check twice, so timeouts are not
-        # retried. Connection errors are, also a reset after a command was sent; the
-        # batching client never resends, so this applies only to the commands it does
-        # not batch, such as SCRIPT LOAD, PING and pub/sub.
+        # retried. Connection errors are, even a reset after a command was sent. The
+        # batching client never resends, so this retry applies only to the commands it
+        # does not batch, such as SCRIPT LOAD, PING and pub/sub.
         "retry": Retry(
             ExponentialWithJitterBackoff(),
             connection_retries,

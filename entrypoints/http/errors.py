@@ -38,7 +38,7 @@ def invalid_request(
 def _describe_problem(item: dict[str, object]) -> str:
     key, message = item.get("key"), str(item.get("message", "invalid"))
     if key == "data" and message == "'data'":
-        # Litestar's words for a request without a body.
+        # Litestar's message for a request without a body.
         return "the JSON body is missing"
     return f"{key}: {message}" if key else message
 

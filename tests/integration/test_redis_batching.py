@@ -84,11 +84,11 @@ async def test_cancelled_caller_leaves_the_others_their_replies(
 ) -> None:
     await client.set(f"{unique}:a", "1")
     cancelled = asyncio.ensure_future(client.get(f"{unique}:a"))
-    kept = asyncio.ensure_future(client.get(f"{unique}:a"))
+    waiting = asyncio.ensure_future(client.get(f"{unique}:a"))
     await asyncio.sleep(0)
     cancelled.cancel()
 
-    assert await kept == b"1"
+    assert await waiting == b"1"
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     await client.delete(f"{unique}:a")
@@ -119,17 +119,17 @@ async def test_other_commands_go_straight_to_the_server(
 async def test_unencodable_argument_fails_only_its_command(
     client: BatchingRedis, unique: str
 ) -> None:
-    await client.set(f"{unique}:kept", "1")
+    await client.set(f"{unique}:readable", "1")
 
     results = await asyncio.gather(
-        client.get(f"{unique}:kept"),
+        client.get(f"{unique}:readable"),
         client.set(f"{unique}:bad", None),  # type: ignore[arg-type]
         return_exceptions=True,
     )
 
     assert results[0] == b"1"
     assert isinstance(results[1], redis_errors.DataError)
-    await client.delete(f"{unique}:kept")
+    await client.delete(f"{unique}:readable")
 
 
 async def test_command_of_timed_out_caller_is_never_sent(unique: str) -> None:

@@ -534,7 +534,7 @@ async def test_update_after_create_writes_without_reading(
     assert await store.get(verification.id) == updated
 
 
-async def test_create_after_get_of_missing_id_writes_without_reading(
+async def test_create_of_new_id_skips_read(
     store: RedisVerificationStore, client: RedisClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verification = new_verification()
@@ -638,7 +638,7 @@ async def test_create_ignores_blocking_snapshot_of_deleted_record(
     assert await store.get(live.id) == newer
 
 
-async def test_update_skip_on_out_of_date_snapshot_is_confirmed(
+async def test_stale_snapshot_skip_is_confirmed(
     client: RedisClient, key_prefix: str
 ) -> None:
     now = datetime.now(UTC)

@@ -153,7 +153,7 @@ async def test_handler_dead_letters_non_json(fakes: Fakes) -> None:
     assert "not JSON" in letter.error
 
 
-async def test_handler_dead_letters_object_without_id_as_invalid_request(fakes: Fakes) -> None:
+async def test_object_without_id_is_invalid_request(fakes: Fakes) -> None:
     handler = fakes.container.request_handler()
 
     await handler(_message(b'{"Phone": "+593991234567"}'))

@@ -14,7 +14,7 @@ from entrypoints.tracing import build_tracer_provider
 from tests.support.tracing import TRACE_ID, TRACEPARENT
 
 
-def test_without_exporter_spans_are_not_recorded_but_carry_ids() -> None:
+def test_unexported_spans_keep_ids() -> None:
     tracer = build_tracer_provider({}, "worker").get_tracer(__name__)
 
     with tracer.start_as_current_span("process Verification") as span:

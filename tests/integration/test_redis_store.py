@@ -638,9 +638,7 @@ async def test_create_ignores_blocking_snapshot_of_deleted_record(
     assert await store.get(live.id) == newer
 
 
-async def test_stale_snapshot_skip_is_confirmed(
-    client: RedisClient, key_prefix: str
-) -> None:
+async def test_stale_snapshot_skip_is_confirmed(client: RedisClient, key_prefix: str) -> None:
     now = datetime.now(UTC)
     worker, verification = await outdated_store(
         client,
